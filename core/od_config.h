@@ -1,0 +1,59 @@
+/*
+ * od_config: orderd's configuration file.
+ *
+ * Format: one `key = value` per line; blank lines and lines whose first non-blank character is
+ * '#' are ignored (a '#' elsewhere is part of the value, so patterns may contain it). The value is
+ * the rest of the line with surrounding white space removed. Every key may appear once. An
+ * unknown key, a repeated key or a bad value is an error naming the file, the line and the
+ * problem. Keys not given keep their defaults (conf/orderd.conf documents every key).
+ *
+ * The settings are a plain value struct: parsed once at start, then read-only and shareable
+ * across threads.
+ */
+#ifndef OD_CONFIG_H
+#define OD_CONFIG_H
+
+#include <apr_pools.h>
+
+typedef enum od_store_kind_e { OD_STORE_KIND_SQLITE, OD_STORE_KIND_DYNAMODB } od_store_kind_e;
+
+typedef enum od_log_level_e { OD_LOG_DEBUG, OD_LOG_INFO, OD_LOG_WARN, OD_LOG_ERROR } od_log_level_e;
+
+typedef struct od_settings_t {
+    const char *listen_address; /* numeric IPv4 or IPv6 address */
+    int listen_port;            /* 0: any free port (logged at start) */
+    int http_threads;           /* libmicrohttpd polling threads */
+    int worker_threads;         /* APR thread pool size */
+    int queue_limit;            /* requests waiting for a worker before 503 */
+    int max_connections;
+    int connection_timeout_s;
+    int max_body_bytes;
+    int idempotency_ttl_s;
+    int hot_cache_max_entries;
+    const char *customer_id_pattern; /* POSIX ERE */
+    int max_quantity;
+    int max_items;
+    od_store_kind_e store;
+    const char *sqlite_path;
+    int sqlite_batch_max;      /* orders per group-commit transaction */
+    const char *api_keys_file; /* NULL: everyone is "anonymous" */
+    od_log_level_e log_level;
+    int shutdown_timeout_s;
+} od_settings_t;
+
+/** Fills @p out with the defaults. Thread-safe. */
+void od_config_defaults(od_settings_t *out);
+
+/**
+ * Parses configuration @p text (@p len bytes) named @p filename (used in messages) over the
+ * defaults into @p out. Returns APR_SUCCESS; or OD_ECONFIG with @p *errmsg set to
+ * "FILE:LINE: problem" (allocated from @p p) and @p out unspecified. Strings in @p out are
+ * allocated from @p p and live as long as it. Thread-safe given distinct outputs.
+ */
+apr_status_t od_config_parse(od_settings_t *out, const char *text, apr_size_t len,
+                             const char *filename, const char **errmsg, apr_pool_t *p);
+
+/** The name of a log level ("debug", "info", "warn", "error"). */
+const char *od_config_log_level_name(od_log_level_e level);
+
+#endif

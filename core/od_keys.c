@@ -1,0 +1,142 @@
+/* od_keys: API key hashes, looked up by the SHA-256 of what the caller presents. */
+#include "od_keys.h"
+#include "od_status.h"
+
+#include <apr_hash.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <string.h>
+
+#define OD_KEYS_DIGEST_LEN 32
+#define OD_KEYS_NAME_MAX 64
+
+/* One caller; the digest is kept beside the name for the final constant-time comparison. */
+typedef struct od_key_entry_t {
+    const char *name;
+    unsigned char digest[OD_KEYS_DIGEST_LEN];
+} od_key_entry_t;
+
+struct od_keys_s {
+    apr_hash_t *by_digest; /* digest -> od_key_entry_t; read-only after parse */
+    apr_hash_t *by_name;   /* name -> line, to report repeats */
+    int count;
+};
+
+static int od_keys_hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    c = (char) apr_tolower(c);
+    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+static int od_keys_unhex(unsigned char *out, const char *hex)
+{
+    if (strlen(hex) != 2 * OD_KEYS_DIGEST_LEN) {
+        return -1;
+    }
+    for (int i = 0; i < OD_KEYS_DIGEST_LEN; i++) {
+        int hi = od_keys_hexval(hex[2 * i]), lo = od_keys_hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            return -1;
+        }
+        out[i] = (unsigned char) (hi << 4 | lo);
+    }
+    return 0;
+}
+
+static int od_keys_name_ok(const char *name)
+{
+    apr_size_t n = strlen(name);
+
+    if (n == 0 || n > OD_KEYS_NAME_MAX) {
+        return 0;
+    }
+    return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+}
+
+static const char *od_keys_line(od_keys_t *keys, char *line, int lineno, apr_pool_t *p)
+{
+    char *state = NULL;
+    char *name = apr_strtok(line, " \t\r", &state);
+    char *hex = apr_strtok(NULL, " \t\r", &state);
+    od_key_entry_t *entry = apr_palloc(p, sizeof(*entry));
+
+    if (name == NULL || hex == NULL || apr_strtok(NULL, " \t\r", &state) != NULL) {
+        return "expected 'NAME SHA256HEX'";
+    }
+    if (!od_keys_name_ok(name)) {
+        return apr_psprintf(p, "caller name '%s' must be 1..64 of [A-Za-z0-9_.-]", name);
+    }
+    if (od_keys_unhex(entry->digest, hex) != 0) {
+        return "the key hash must be 64 hex digits (SHA-256)";
+    }
+    if (apr_hash_get(keys->by_name, name, APR_HASH_KEY_STRING) != NULL) {
+        return apr_psprintf(p, "caller '%s' is listed twice", name);
+    }
+    if (apr_hash_get(keys->by_digest, entry->digest, OD_KEYS_DIGEST_LEN) != NULL) {
+        return apr_psprintf(p, "the key hash of '%s' is already used by another caller", name);
+    }
+    apr_hash_set(keys->by_name, name, APR_HASH_KEY_STRING, apr_itoa(p, lineno));
+    entry->name = name;
+    apr_hash_set(keys->by_digest, entry->digest, OD_KEYS_DIGEST_LEN, entry);
+    keys->count++;
+    return NULL;
+}
+
+apr_status_t od_keys_parse(od_keys_t **out, const char *text, apr_size_t len, const char *filename,
+                           const char **errmsg, apr_pool_t *p)
+{
+    od_keys_t *keys = apr_pcalloc(p, sizeof(*keys));
+    char *copy = apr_pstrmemdup(p, text, len);
+    int lineno = 0;
+
+    *out = NULL;
+    *errmsg = NULL;
+    keys->by_digest = apr_hash_make(p);
+    keys->by_name = apr_hash_make(p);
+    for (char *line = copy, *next = NULL; line != NULL; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL) {
+            *next++ = '\0';
+        }
+        lineno++;
+        line += strspn(line, " \t\r");
+        if (*line == '\0' || *line == '#') {
+            continue;
+        }
+        const char *why = od_keys_line(keys, line, lineno, p);
+        if (why != NULL) {
+            *errmsg = apr_psprintf(p, "%s:%d: %s", filename, lineno, why);
+            return OD_ECONFIG;
+        }
+    }
+    *out = keys;
+    return APR_SUCCESS;
+}
+
+const char *od_keys_lookup(const od_keys_t *keys, const char *presented)
+{
+    unsigned char digest[OD_KEYS_DIGEST_LEN];
+    unsigned int dlen = 0;
+
+    if (presented == NULL || *presented == '\0' ||
+        EVP_Digest(presented, strlen(presented), digest, &dlen, EVP_sha256(), NULL) != 1) {
+        return NULL;
+    }
+    /* The table is keyed by digest, so its lookup time says nothing about the key itself; the
+     * final comparison is constant-time all the same. */
+    const od_key_entry_t *entry = apr_hash_get(keys->by_digest, digest, OD_KEYS_DIGEST_LEN);
+    if (entry == NULL || CRYPTO_memcmp(entry->digest, digest, OD_KEYS_DIGEST_LEN) != 0) {
+        return NULL;
+    }
+    return entry->name;
+}
+
+int od_keys_count(const od_keys_t *keys)
+{
+    return keys->count;
+}

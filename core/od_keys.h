@@ -1,0 +1,34 @@
+/*
+ * od_keys: the API keys file and caller authentication.
+ *
+ * File format: one caller a line, `NAME SHA256HEX`, where SHA256HEX is the lower- or upper-case
+ * hex SHA-256 of the caller's key (the key itself is never stored). NAME is 1..64 characters of
+ * [A-Za-z0-9_.-]. Blank lines and lines starting with '#' are ignored. A repeated name or hash
+ * is an error.
+ */
+#ifndef OD_KEYS_H
+#define OD_KEYS_H
+
+#include <apr_pools.h>
+
+/** A loaded key set; read-only after parsing, so thread-safe. */
+typedef struct od_keys_s od_keys_t;
+
+/**
+ * Parses @p len bytes of @p text named @p filename. Returns APR_SUCCESS and @p *out, or OD_ECONFIG
+ * with @p *out NULL and @p *errmsg "FILE:LINE: problem". Everything lives in @p p.
+ */
+apr_status_t od_keys_parse(od_keys_t **out, const char *text, apr_size_t len, const char *filename,
+                           const char **errmsg, apr_pool_t *p);
+
+/**
+ * Authenticates a presented key: hashes it with SHA-256 and compares with the known hashes in
+ * constant time (CRYPTO_memcmp). Returns the caller's name (owned by the key set) or NULL when
+ * @p presented is NULL or unknown. Thread-safe.
+ */
+const char *od_keys_lookup(const od_keys_t *keys, const char *presented);
+
+/** The number of callers. */
+int od_keys_count(const od_keys_t *keys);
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * od_ulid: ULID generation and validation.
+ *
+ * Layout (128 bits, big-endian): 48 bits of Unix time in milliseconds, then 80 random bits.
+ * Encoded as 26 Crockford base32 characters: 10 for the time (50 bits, the top 2 always zero,
+ * which is why the first character is at most '7') and 16 for the randomness.
+ */
+#include "od_ulid.h"
+#include "od_status.h"
+
+#include <openssl/rand.h>
+#include <string.h>
+
+#define OD_ULID_TIME_CHARS 10
+#define OD_ULID_RAND_BYTES 10
+#define OD_ULID_MAX_MS ((((apr_uint64_t) 1) << 48) - 1)
+
+static const char od_ulid_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/* The value (0..31) of one character, or -1. Lower case is folded by hand rather than with
+ * toupper() so the result never depends on the locale; bytes >= 0x80 are never in the alphabet. */
+static int od_ulid_decode_char(unsigned char c)
+{
+    const char *hit;
+
+    if (c >= 'a' && c <= 'z') {
+        c = (unsigned char) (c - 'a' + 'A');
+    }
+    if (c == '\0') {
+        return -1;
+    }
+    hit = memchr(od_ulid_alphabet, c, sizeof(od_ulid_alphabet) - 1);
+    return hit == NULL ? -1 : (int) (hit - od_ulid_alphabet);
+}
+
+/* Encodes the low 5 * n bits of @p value into @p n characters, most significant first. */
+static void od_ulid_encode_bits(char *out, apr_uint64_t value, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        out[i] = od_ulid_alphabet[value & 31];
+        value >>= 5;
+    }
+}
+
+/* Times before the epoch or past the 48-bit range (year 10889) cannot be encoded; they are
+ * clamped rather than wrapped so that ordering by id never inverts. */
+static apr_uint64_t od_ulid_clamp_ms(apr_time_t now)
+{
+    apr_time_t ms = apr_time_as_msec(now);
+
+    if (ms < 0) {
+        return 0;
+    }
+    if ((apr_uint64_t) ms > OD_ULID_MAX_MS) {
+        return OD_ULID_MAX_MS;
+    }
+    return (apr_uint64_t) ms;
+}
+
+apr_status_t od_ulid_generate(char out[OD_ULID_LEN + 1], apr_time_t now)
+{
+    unsigned char rnd[OD_ULID_RAND_BYTES];
+    apr_uint64_t hi = 0;
+    apr_uint64_t lo = 0;
+
+    out[0] = '\0';
+    if (RAND_bytes(rnd, (int) sizeof(rnd)) != 1) {
+        return APR_EGENERAL;
+    }
+    /* 80 random bits = two 40-bit halves, 8 characters each. */
+    for (int i = 0; i < 5; i++) {
+        hi = (hi << 8) | rnd[i];
+        lo = (lo << 8) | rnd[i + 5];
+    }
+    od_ulid_encode_bits(out, od_ulid_clamp_ms(now), OD_ULID_TIME_CHARS);
+    od_ulid_encode_bits(out + OD_ULID_TIME_CHARS, hi, 8);
+    od_ulid_encode_bits(out + OD_ULID_TIME_CHARS + 8, lo, 8);
+    out[OD_ULID_LEN] = '\0';
+    return APR_SUCCESS;
+}
+
+apr_status_t od_ulid_parse(char out[OD_ULID_LEN + 1], const char *text)
+{
+    char upper[OD_ULID_LEN + 1];
+
+    out[0] = '\0';
+    if (text == NULL) {
+        return OD_EINVAL;
+    }
+    /* Stops at the first bad byte (including a NUL), so a short string is never over-read. */
+    for (int i = 0; i < OD_ULID_LEN; i++) {
+        int v = od_ulid_decode_char((unsigned char) text[i]);
+        if (v < 0) {
+            return OD_EINVAL;
+        }
+        upper[i] = od_ulid_alphabet[v];
+    }
+    if (text[OD_ULID_LEN] != '\0' || upper[0] > '7') {
+        return OD_EINVAL;
+    }
+    upper[OD_ULID_LEN] = '\0';
+    memcpy(out, upper, sizeof(upper));
+    return APR_SUCCESS;
+}
+
+apr_time_t od_ulid_time(const char *ulid)
+{
+    apr_uint64_t ms = 0;
+
+    /* The contract requires a valid ULID; on a bad character it returns 0
+     * rather than a made-up time. */
+    for (int i = 0; i < OD_ULID_TIME_CHARS; i++) {
+        int v = od_ulid_decode_char((unsigned char) ulid[i]);
+        if (v < 0) {
+            return 0;
+        }
+        ms = (ms << 5) | (apr_uint64_t) v;
+    }
+    return apr_time_from_msec((apr_time_t) ms);
+}

@@ -1,0 +1,33 @@
+/*
+ * od_ulid: ULIDs (https://github.com/ulid/spec) for order and event ids.
+ *
+ * 26 characters of Crockford base32: 48 bits of Unix time in milliseconds, then 80 random bits
+ * from OpenSSL's RAND_bytes (a CSPRNG; thread-safe).
+ */
+#ifndef OD_ULID_H
+#define OD_ULID_H
+
+#include <apr_errno.h>
+#include <apr_time.h>
+
+#define OD_ULID_LEN 26
+
+/**
+ * Writes a new ULID for time @p now (NUL-terminated, upper case) into @p out.
+ * Returns APR_SUCCESS, or APR_EGENERAL if the random generator fails (out is then "").
+ * Thread-safe.
+ */
+apr_status_t od_ulid_generate(char out[OD_ULID_LEN + 1], apr_time_t now);
+
+/**
+ * Checks that @p text is a ULID: exactly 26 Crockford base32 characters (case-insensitive,
+ * excluding I, L, O, U), the first at most '7' (the 48-bit time must not overflow).
+ * On success writes the upper-case form into @p out and returns APR_SUCCESS; otherwise returns
+ * OD_EINVAL and leaves @p out "". Thread-safe.
+ */
+apr_status_t od_ulid_parse(char out[OD_ULID_LEN + 1], const char *text);
+
+/** The timestamp encoded in a valid upper-case ULID. */
+apr_time_t od_ulid_time(const char *ulid);
+
+#endif

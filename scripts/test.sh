@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs all of them:
+#   1. the whole suite on a normal (RelWithDebInfo) build;
+#   2. the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   3. the concurrency suites (label "concurrency") under ThreadSanitizer.
+# Each build lives in its own directory under build-test/. Exits non-zero if anything fails.
+set -euo pipefail
+OD_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$OD_ROOT/scripts/deps.sh"
+
+od_install "${OD_BUILD_PACKAGES[@]}" "${OD_TEST_PACKAGES[@]}"
+out="$OD_ROOT/build-test"
+status=0
+
+# run_suite NAME CTEST-ARGS... : builds variant NAME and runs ctest with the given arguments.
+run_suite() {
+    local name=$1 sanitize=$2
+    shift 2
+    echo "== [$name] build"
+    od_build "$out/$name" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORDERD_SANITIZE="$sanitize"
+    echo "== [$name] test"
+    (cd "$out/$name" && ctest --output-on-failure -j2 "$@") || status=1
+}
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+run_suite plain ""
+run_suite asan-ubsan "address,undefined"
+run_suite tsan "thread" -L concurrency
+
+if ((status == 0)); then
+    echo "== all test runs passed"
+else
+    echo "== some test runs FAILED" >&2
+fi
+exit $status

@@ -1,0 +1,155 @@
+/*
+ * orderd: the daemon's entry point.
+ *
+ *   orderd -c FILE      run in the foreground (as systemd expects)
+ *   orderd -t -c FILE   check the configuration and exit 0, or 1 with the problem
+ *   orderd --version
+ *
+ * Signals are blocked in every thread and taken synchronously here with sigwait, so no handler
+ * runs inside library code: SIGTERM/SIGINT stop gracefully.
+ */
+#include "od_config.h"
+#include "od_log.h"
+#include "od_server.h"
+
+#include <apr_general.h>
+#include <apr_getopt.h>
+#include <apr_strings.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct od_args_t {
+    const char *config;
+    int test_only;
+} od_args_t;
+
+static void od_usage(FILE *to)
+{
+    fprintf(to, "usage: orderd -c FILE       run with configuration FILE\n"
+                "       orderd -t -c FILE    check configuration FILE and exit\n"
+                "       orderd --version     print the version\n");
+}
+
+/* The pool abort function: orderd's one out-of-memory policy. Continuing without the memory
+ * could half-apply a request, so the process stops and systemd restarts it; every order that
+ * got a 201 is already durable. */
+static int od_abort_oom(int status)
+{
+    static const char msg[] = "orderd: out of memory, aborting\n";
+    fwrite(msg, 1, sizeof(msg) - 1, stderr);
+    abort();
+}
+
+/* Returns 0 to go on, or an exit code. */
+static int od_parse_args(od_args_t *args, int argc, const char *const *argv, apr_pool_t *p)
+{
+    static const apr_getopt_option_t opts[] = {
+        {"config", 'c', 1, "configuration file"},
+        {"test", 't', 0, "check configuration"},
+        {"version", 'V', 0, "print version"},
+        {"help", 'h', 0, "usage"},
+        {NULL, 0, 0, NULL},
+    };
+    apr_getopt_t *g = NULL;
+    const char *arg = NULL;
+    int ch = 0;
+    apr_status_t rv;
+
+    apr_getopt_init(&g, p, argc, argv);
+    g->errfn = NULL;
+    while ((rv = apr_getopt_long(g, opts, &ch, &arg)) == APR_SUCCESS) {
+        switch (ch) {
+        case 'c':
+            args->config = arg;
+            break;
+        case 't':
+            args->test_only = 1;
+            break;
+        case 'V':
+            printf("orderd %s\n", ORDERD_VERSION);
+            return -1;
+        default:
+            od_usage(stdout);
+            return -1;
+        }
+    }
+    if (rv != APR_EOF || args->config == NULL || g->ind != argc) {
+        od_usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+static int od_wait_for_stop(void)
+{
+    sigset_t set;
+    int sig = 0;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    do {
+        if (sigwait(&set, &sig) != 0) {
+            return -1;
+        }
+    } while (sig != SIGTERM && sig != SIGINT);
+    return sig;
+}
+
+static int od_run(const od_settings_t *settings, apr_pool_t *p)
+{
+    od_log_t *log = NULL;
+    od_server_t *srv = NULL;
+
+    od_log_create(&log, settings->log_level, stderr, p);
+    if (od_server_create(&srv, settings, log, p) != APR_SUCCESS ||
+        od_server_start(srv) != APR_SUCCESS) {
+        od_log_error(log, "orderd: start-up failed");
+        return 1;
+    }
+    int sig = od_wait_for_stop();
+    od_log_info(log, "orderd: received %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    od_server_stop(srv);
+    return 0;
+}
+
+int main(int argc, const char *const *argv)
+{
+    apr_pool_t *pool = NULL;
+    od_args_t args = {NULL, 0};
+    od_settings_t settings;
+    const char *errmsg = NULL;
+    sigset_t set;
+
+    /* Blocked before any thread exists, so every thread inherits the mask. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (apr_app_initialize(&argc, &argv, NULL) != APR_SUCCESS) {
+        fprintf(stderr, "orderd: apr_app_initialize failed\n");
+        return 1;
+    }
+    atexit(apr_terminate);
+    apr_pool_create_ex(&pool, NULL, od_abort_oom, NULL);
+    int rc = od_parse_args(&args, argc, argv, pool);
+    if (rc != 0) {
+        return rc < 0 ? 0 : rc;
+    }
+    if (od_server_load_config(&settings, args.config, &errmsg, pool) != APR_SUCCESS) {
+        fprintf(stderr, "orderd: %s\n", errmsg);
+        return 1;
+    }
+    if (args.test_only) {
+        printf("orderd: configuration %s is valid\n", args.config);
+        return 0;
+    }
+    rc = od_run(&settings, pool);
+    apr_pool_destroy(pool);
+    return rc;
+}

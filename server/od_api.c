@@ -1,0 +1,201 @@
+/* od_api: the orders API handlers. */
+#include "od_api.h"
+#include "od_canon.h"
+#include "od_problem.h"
+#include "od_status.h"
+#include "od_ulid.h"
+
+#include <apr_strings.h>
+#include <microhttpd.h>
+#include <string.h>
+
+#define OD_API_JSON "application/json"
+#define OD_API_INVALID_ORDER "urn:orderd:problem:invalid-order"
+#define OD_API_ORDERS "/orders"
+
+enum { OD_API_POST_ORDERS = 1, OD_API_GET_ORDER = 2 };
+
+struct od_api_s {
+    const od_settings_t *settings;
+    const od_order_rules_t *rules;
+    od_cache_t *cache;
+    od_store_t *store;
+    od_log_t *log;
+    apr_interval_time_t ttl;
+};
+
+apr_status_t od_api_create(od_api_t **out, const od_settings_t *settings,
+                           const od_order_rules_t *rules, od_cache_t *cache, od_store_t *store,
+                           od_log_t *log, apr_pool_t *p)
+{
+    od_api_t *api = apr_pcalloc(p, sizeof(*api));
+
+    *out = NULL;
+    api->settings = settings;
+    api->rules = rules;
+    api->cache = cache;
+    api->store = store;
+    api->log = log;
+    api->ttl = apr_time_from_sec(settings->idempotency_ttl_s);
+    *out = api;
+    return APR_SUCCESS;
+}
+
+/* ---- routing (HTTP thread) ---- */
+
+static void od_api_route(void *baton, const char *method, const char *path, od_route_t *route)
+{
+    apr_size_t n = sizeof(OD_API_ORDERS) - 1;
+
+    memset(route, 0, sizeof(*route));
+    if (strcmp(path, OD_API_ORDERS) == 0) {
+        route->kind = OD_API_POST_ORDERS;
+        route->wants_body = 1;
+        route->allow = "POST";
+        route->status = strcmp(method, "POST") == 0 ? 0 : MHD_HTTP_METHOD_NOT_ALLOWED;
+    } else if (strncmp(path, OD_API_ORDERS "/", n + 1) == 0 && path[n + 1] != '\0' &&
+               strchr(path + n + 1, '/') == NULL) {
+        route->kind = OD_API_GET_ORDER;
+        route->allow = "GET, HEAD";
+        route->status = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0
+                            ? 0
+                            : MHD_HTTP_METHOD_NOT_ALLOWED;
+    } else {
+        route->status = MHD_HTTP_NOT_FOUND;
+    }
+}
+
+/* ---- answers ---- */
+
+static void od_api_answer_order(od_request_t *r, int status, const char *order_id, const char *body,
+                                apr_size_t len)
+{
+    od_request_header(r, MHD_HTTP_HEADER_LOCATION,
+                      apr_pstrcat(od_request_pool(r), OD_API_ORDERS "/", order_id, NULL));
+    od_request_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (status == MHD_HTTP_OK && strcmp(od_request_method(r), "POST") == 0) {
+        od_request_header(r, "Idempotent-Replayed", "true");
+    }
+    od_request_respond(r, status, OD_API_JSON, body, len);
+}
+
+static void od_api_answer_store_error(od_api_t *api, od_request_t *r, apr_status_t rv)
+{
+    char buf[128];
+
+    if (rv == OD_EUNAVAIL || rv == OD_ETHROTTLED || rv == OD_ESHUTDOWN) {
+        od_request_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable",
+                           "the order store is unavailable; nothing was stored, retry shortly",
+                           NULL);
+        return;
+    }
+    od_log_error(api->log, "api: %s %s: store (%s) failed: %s", od_request_method(r),
+                 od_request_path(r), od_store_name(api->store),
+                 od_status_str(rv, buf, sizeof(buf)));
+    od_request_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "Internal Server Error", NULL,
+                       NULL);
+}
+
+/* ---- POST /orders ---- */
+
+/* The order is new to the hot cache: give it an id and let the store decide. */
+static void od_api_store_new(od_api_t *api, od_request_t *r, const od_order_t *order,
+                             const char *key, apr_time_t now)
+{
+    apr_pool_t *p = od_request_pool(r);
+    char order_id[OD_ULID_LEN + 1];
+    od_store_result_t res;
+
+    if (od_ulid_generate(order_id, now) != APR_SUCCESS) {
+        od_log_error(api->log, "api: od_ulid_generate failed (random generator)");
+        od_api_answer_store_error(api, r, APR_EGENERAL);
+        return;
+    }
+    const char *body = od_order_render(order, order_id, now, p);
+    od_store_order_t rec = {od_request_caller(r), key, order_id,      body,
+                            strlen(body),         now, now + api->ttl};
+    apr_status_t rv = od_store_put(api->store, &rec, &res, p);
+    if (rv != APR_SUCCESS) {
+        od_api_answer_store_error(api, r, rv);
+        return;
+    }
+    od_cache_entry_t entry = {res.order_id, res.body, res.body_len, res.created_at};
+    od_cache_put(api->cache, key, &entry, apr_time_now());
+    od_api_answer_order(r, res.outcome == OD_STORE_CREATED ? MHD_HTTP_CREATED : MHD_HTTP_OK,
+                        res.order_id, res.body, res.body_len);
+}
+
+static void od_api_post_order(od_api_t *api, od_request_t *r)
+{
+    apr_pool_t *p = od_request_pool(r);
+    apr_array_header_t *errors = NULL;
+    od_order_t *order = NULL;
+    apr_size_t len = 0, clen = 0;
+    const char *body = od_request_body(r, &len);
+
+    if (od_order_parse(&order, &errors, api->rules, body, len, p) != APR_SUCCESS) {
+        od_request_problem(r, MHD_HTTP_BAD_REQUEST, OD_API_INVALID_ORDER, "Invalid order",
+                           "the order has errors; see errors for each bad field", errors);
+        return;
+    }
+    const char *canonical = od_order_canonical(order, &clen);
+    const char *key = od_canon_idempotency_key(od_request_caller(r), canonical, clen, p);
+    apr_time_t now = apr_time_now();
+    od_cache_entry_t hit;
+    if (od_cache_get(api->cache, key, now, &hit, p) == APR_SUCCESS) {
+        od_api_answer_order(r, MHD_HTTP_OK, hit.order_id, hit.body, hit.body_len);
+        return;
+    }
+    od_api_store_new(api, r, order, key, now);
+}
+
+/* ---- GET /orders/{id} ---- */
+
+static void od_api_get_order(od_api_t *api, od_request_t *r)
+{
+    const char *text = od_request_path(r) + sizeof(OD_API_ORDERS);
+    char id[OD_ULID_LEN + 1];
+    od_store_result_t res;
+
+    if (od_ulid_parse(id, text) != APR_SUCCESS) {
+        apr_array_header_t *errors =
+            apr_array_make(od_request_pool(r), 1, sizeof(od_field_error_t));
+        od_problem_add(errors, "order_id", "must be a ULID (26 Crockford base32 characters)");
+        od_request_problem(r, MHD_HTTP_BAD_REQUEST, NULL, "Bad Request", "invalid order id",
+                           errors);
+        return;
+    }
+    apr_status_t rv = od_store_get(api->store, od_request_caller(r), id, &res, od_request_pool(r));
+    if (rv == OD_ENOTFOUND) {
+        od_request_problem(r, MHD_HTTP_NOT_FOUND, NULL, "Not Found", "no such order", NULL);
+        return;
+    }
+    if (rv != APR_SUCCESS) {
+        od_api_answer_store_error(api, r, rv);
+        return;
+    }
+    od_request_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    od_request_respond(r, MHD_HTTP_OK, OD_API_JSON, res.body, res.body_len);
+}
+
+static void od_api_run(void *baton, od_request_t *r)
+{
+    od_api_t *api = baton;
+
+    switch (od_request_route(r)->kind) {
+    case OD_API_POST_ORDERS:
+        od_api_post_order(api, r);
+        break;
+    case OD_API_GET_ORDER:
+        od_api_get_order(api, r);
+        break;
+    default:
+        break;
+    }
+}
+
+od_http_handler_t od_api_handler(od_api_t *api)
+{
+    od_http_handler_t h = {od_api_route, od_api_run, api};
+    return h;
+}

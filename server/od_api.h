@@ -1,0 +1,30 @@
+/*
+ * od_api: the orders API, as the handler od_http runs.
+ *
+ *   POST /orders        validate -> idempotency key -> hot cache -> store -> 201 / 200 replay
+ *   GET  /orders/{id}   the caller's own order, 404 otherwise
+ */
+#ifndef OD_API_H
+#define OD_API_H
+
+#include "od_cache.h"
+#include "od_config.h"
+#include "od_http.h"
+#include "od_log.h"
+#include "od_order.h"
+#include "od_store.h"
+
+typedef struct od_api_s od_api_t;
+
+/**
+ * Creates the API over its collaborators, which must outlive @p p. Returns APR_SUCCESS and
+ * @p *out. Thread-safe to use: it only reads its own fields after creation.
+ */
+apr_status_t od_api_create(od_api_t **out, const od_settings_t *settings,
+                           const od_order_rules_t *rules, od_cache_t *cache, od_store_t *store,
+                           od_log_t *log, apr_pool_t *p);
+
+/** The od_http handler that serves this API; its baton is @p api. */
+od_http_handler_t od_api_handler(od_api_t *api);
+
+#endif

@@ -1,0 +1,536 @@
+/* od_http: libmicrohttpd front end with an APR worker pool behind suspended connections. */
+#include "od_http.h"
+#include "od_problem.h"
+#include "od_status.h"
+
+#include <apr_atomic.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <apr_thread_pool.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#define OD_HTTP_ANONYMOUS "anonymous"
+#define OD_HTTP_DRAIN_POLL apr_time_from_msec(10)
+/* Most body bytes read and thrown away to be able to answer 413 (or to ignore a GET's body). */
+#define OD_HTTP_DISCARD_MAX (1024 * 1024)
+
+struct od_http_s {
+    const od_settings_t *settings;
+    const od_keys_t *keys; /* NULL: everyone is anonymous */
+    od_http_handler_t handler;
+    od_log_t *log;
+    apr_pool_t *pool;
+    struct MHD_Daemon *daemon;
+    apr_thread_pool_t *workers;
+    int port;
+    /* Counters shared by MHD threads and workers; only touched with apr_atomic_*. */
+    volatile apr_uint32_t queued;    /* pushed to the pool, not yet started by a worker */
+    volatile apr_uint32_t suspended; /* suspended, not yet resumed */
+    volatile apr_uint32_t inflight;  /* dispatched to a worker, not yet completed */
+    volatile apr_uint32_t stopping;
+};
+
+typedef enum od_req_state_e { OD_REQ_READING, OD_REQ_QUEUED, OD_REQ_DONE } od_req_state_e;
+
+/* A request. Until it is queued only its MHD thread touches it; while queued only the worker
+ * does; after MHD_resume_connection only the MHD thread again (resume orders the two). */
+struct od_request_s {
+    od_http_t *http;
+    struct MHD_Connection *conn;
+    apr_pool_t *pool;
+    apr_time_t started;
+    const char *method;
+    const char *path;
+    const char *caller;
+    od_route_t route;
+    od_req_state_e state;
+    char *body;
+    apr_size_t body_len;
+    int too_large;        /* the body grew past max_body_bytes */
+    int dispatched;       /* handed to a worker: counted in inflight until completed */
+    apr_size_t discarded; /* body bytes read and thrown away */
+    /* The response. */
+    int status;
+    const char *content_type;
+    const char *resp_body;
+    apr_size_t resp_len;
+    apr_table_t *headers;
+};
+
+/* ---- requests ---- */
+
+apr_pool_t *od_request_pool(const od_request_t *r)
+{
+    return r->pool;
+}
+
+const char *od_request_method(const od_request_t *r)
+{
+    return r->method;
+}
+
+const char *od_request_path(const od_request_t *r)
+{
+    return r->path;
+}
+
+const char *od_request_caller(const od_request_t *r)
+{
+    return r->caller;
+}
+
+const od_route_t *od_request_route(const od_request_t *r)
+{
+    return &r->route;
+}
+
+const char *od_request_body(const od_request_t *r, apr_size_t *len)
+{
+    *len = r->body_len;
+    return r->body != NULL ? r->body : "";
+}
+
+void od_request_header(od_request_t *r, const char *name, const char *value)
+{
+    apr_table_add(r->headers, name, value);
+}
+
+void od_request_respond(od_request_t *r, int status, const char *content_type, const char *body,
+                        apr_size_t len)
+{
+    r->status = status;
+    r->content_type = content_type;
+    r->resp_body = body;
+    r->resp_len = len;
+}
+
+void od_request_problem(od_request_t *r, int status, const char *type, const char *title,
+                        const char *detail, const apr_array_header_t *errors)
+{
+    const char *body = od_problem_render(status, type, title, detail, errors, r->pool);
+
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE || status == MHD_HTTP_TOO_MANY_REQUESTS) {
+        apr_table_setn(r->headers, "Retry-After", "1");
+    }
+    od_request_respond(r, status, OD_PROBLEM_CONTENT_TYPE, body, strlen(body));
+}
+
+static od_request_t *od_request_create(od_http_t *h, struct MHD_Connection *conn, const char *url,
+                                       const char *method)
+{
+    apr_pool_t *p = NULL;
+
+    /* A child of the server pool: it inherits the pool abort function (our one out-of-memory
+     * policy), and APR serialises child creation on the parent's allocator mutex. */
+    apr_pool_create(&p, h->pool);
+    od_request_t *r = apr_pcalloc(p, sizeof(*r));
+    r->http = h;
+    r->conn = conn;
+    r->pool = p;
+    r->started = apr_time_now();
+    r->method = apr_pstrdup(p, method);
+    r->path = apr_pstrdup(p, url);
+    r->headers = apr_table_make(p, 4);
+    return r;
+}
+
+/* ---- answering ---- */
+
+static enum MHD_Result od_http_send(od_request_t *r)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r->resp_len, (void *) r->resp_body, MHD_RESPMEM_MUST_COPY);
+    const apr_array_header_t *arr = apr_table_elts(r->headers);
+    const apr_table_entry_t *e = (const apr_table_entry_t *) arr->elts;
+
+    if (resp == NULL) {
+        od_log_error(r->http->log, "http: MHD_create_response_from_buffer failed");
+        return MHD_NO;
+    }
+    if (r->content_type != NULL) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    }
+    for (int i = 0; i < arr->nelts; i++) {
+        MHD_add_response_header(resp, e[i].key, e[i].val);
+    }
+    r->state = OD_REQ_DONE;
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned) r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result od_http_fail(od_request_t *r, int status, const char *title,
+                                    const char *detail)
+{
+    od_request_problem(r, status, NULL, title, detail, NULL);
+    return od_http_send(r);
+}
+
+/* ---- checks made before the body is read ---- */
+
+static const char *od_http_lookup(od_request_t *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+static int od_http_authenticate(od_request_t *r)
+{
+    od_http_t *h = r->http;
+
+    if (h->keys == NULL) {
+        r->caller = OD_HTTP_ANONYMOUS;
+        return 1;
+    }
+    const char *name = od_keys_lookup(h->keys, od_http_lookup(r, "X-API-Key"));
+    r->caller = name;
+    return name != NULL;
+}
+
+static char *od_http_trim(char *s)
+{
+    while (apr_isspace(*s)) {
+        s++;
+    }
+    char *end = s + strlen(s);
+    while (end > s && apr_isspace(end[-1])) {
+        *--end = '\0';
+    }
+    return s;
+}
+
+/* application/json, optionally with parameters; a charset other than UTF-8 is refused. */
+static int od_http_is_json(const char *ctype, apr_pool_t *p)
+{
+    char *state = NULL;
+    char *copy = apr_pstrdup(p, ctype != NULL ? ctype : "");
+    char *type = apr_strtok(copy, ";", &state);
+
+    if (type == NULL || strcasecmp(od_http_trim(type), "application/json") != 0) {
+        return 0;
+    }
+    for (char *param = apr_strtok(NULL, ";", &state); param != NULL;
+         param = apr_strtok(NULL, ";", &state)) {
+        param = od_http_trim(param);
+        if (strncasecmp(param, "charset=", 8) == 0 && strcasecmp(param + 8, "utf-8") != 0 &&
+            strcasecmp(param + 8, "\"utf-8\"") != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static enum MHD_Result od_http_check_body(od_request_t *r)
+{
+    od_http_t *h = r->http;
+    const char *clen = od_http_lookup(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+    if (clen != NULL && apr_atoi64(clen) > h->settings->max_body_bytes) {
+        return od_http_fail(r, MHD_HTTP_CONTENT_TOO_LARGE, "Content Too Large",
+                            apr_psprintf(r->pool, "the body must be at most %d bytes",
+                                         h->settings->max_body_bytes));
+    }
+    if (!od_http_is_json(od_http_lookup(r, MHD_HTTP_HEADER_CONTENT_TYPE), r->pool)) {
+        return od_http_fail(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type",
+                            "the body must be sent as Content-Type: application/json");
+    }
+    return MHD_YES;
+}
+
+/* The first call for a request: route, authenticate, and check what can be checked before any
+ * body is read (so a refused upload is never read, and 100-continue is never sent for it). */
+static enum MHD_Result od_http_first(od_request_t *r)
+{
+    od_http_t *h = r->http;
+
+    h->handler.route(h->handler.baton, r->method, r->path, &r->route);
+    if (r->route.status == MHD_HTTP_NOT_FOUND) {
+        return od_http_fail(r, MHD_HTTP_NOT_FOUND, "Not Found", "no such resource");
+    }
+    if (r->route.status == MHD_HTTP_METHOD_NOT_ALLOWED) {
+        od_request_header(r, MHD_HTTP_HEADER_ALLOW, r->route.allow);
+        return od_http_fail(r, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed",
+                            apr_psprintf(r->pool, "allowed: %s", r->route.allow));
+    }
+    if (!od_http_authenticate(r)) {
+        return od_http_fail(r, MHD_HTTP_UNAUTHORIZED, "Unauthorized",
+                            "a valid X-API-Key header is required");
+    }
+    return r->route.wants_body ? od_http_check_body(r) : MHD_YES;
+}
+
+/* Appends a body chunk. libmicrohttpd refuses a response while an upload is arriving, so a body
+ * that grows past the limit (possible only when chunked) is remembered as too large, and the rest
+ * is read and discarded so the 413 can be sent when the upload ends. Discarding is bounded: past
+ * OD_HTTP_DISCARD_MAX the connection is dropped instead. */
+static enum MHD_Result od_http_append(od_request_t *r, const char *data, size_t *size)
+{
+    apr_size_t max = (apr_size_t) r->http->settings->max_body_bytes;
+    apr_size_t n = *size;
+
+    *size = 0;
+    if (r->too_large || !r->route.wants_body || r->body_len + n > max) {
+        r->too_large = r->route.wants_body;
+        r->discarded += n;
+        if (r->discarded > OD_HTTP_DISCARD_MAX) {
+            od_log_warn(r->http->log,
+                        "http: %s %s: dropping connection after %lu discarded "
+                        "body bytes",
+                        r->method, r->path, (unsigned long) r->discarded);
+            return MHD_NO;
+        }
+        return MHD_YES;
+    }
+    if (r->body == NULL) {
+        r->body = apr_palloc(r->pool, max + 1);
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+    return MHD_YES;
+}
+
+/* ---- the worker side ---- */
+
+static void *APR_THREAD_FUNC od_http_task(apr_thread_t *thread, void *data)
+{
+    od_request_t *r = data;
+    od_http_t *h = r->http;
+
+    apr_atomic_dec32(&h->queued);
+    h->handler.run(h->handler.baton, r);
+    if (r->status == 0) {
+        od_log_error(h->log, "http: handler gave no answer for %s %s", r->method, r->path);
+        od_request_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "Internal Server Error", NULL,
+                           NULL);
+    }
+    r->state = OD_REQ_DONE;
+    /* After the resume, the MHD thread may complete and free r at any moment. */
+    MHD_resume_connection(r->conn);
+    apr_atomic_dec32(&h->suspended);
+    return NULL;
+}
+
+static enum MHD_Result od_http_dispatch(od_request_t *r)
+{
+    od_http_t *h = r->http;
+
+    if (r->too_large) {
+        od_request_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+        return od_http_fail(r, MHD_HTTP_CONTENT_TOO_LARGE, "Content Too Large",
+                            apr_psprintf(r->pool, "the body must be at most %d bytes",
+                                         h->settings->max_body_bytes));
+    }
+    if (apr_atomic_read32(&h->stopping)) {
+        od_request_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+        return od_http_fail(r, MHD_HTTP_SERVICE_UNAVAILABLE, "Service Unavailable",
+                            "the server is shutting down");
+    }
+    if (apr_atomic_inc32(&h->queued) >= (apr_uint32_t) h->settings->queue_limit) {
+        apr_atomic_dec32(&h->queued);
+        return od_http_fail(r, MHD_HTTP_SERVICE_UNAVAILABLE, "Service Unavailable",
+                            "too many requests are waiting; retry shortly");
+    }
+    r->state = OD_REQ_QUEUED;
+    r->dispatched = 1;
+    apr_atomic_inc32(&h->inflight);
+    apr_atomic_inc32(&h->suspended);
+    MHD_suspend_connection(r->conn);
+    apr_status_t rv = apr_thread_pool_push(h->workers, od_http_task, r, 0, NULL);
+    if (rv != APR_SUCCESS) {
+        od_log_error(h->log, "http: apr_thread_pool_push failed: %d", rv);
+        apr_atomic_dec32(&h->queued);
+        od_request_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable", NULL,
+                           NULL);
+        r->state = OD_REQ_DONE;
+        MHD_resume_connection(r->conn);
+        apr_atomic_dec32(&h->suspended);
+    }
+    return MHD_YES;
+}
+
+/* ---- libmicrohttpd callbacks ---- */
+
+static enum MHD_Result od_http_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
+{
+    od_request_t *r = *con_cls;
+
+    if (r == NULL) {
+        r = od_request_create(cls, conn, url, method);
+        *con_cls = r;
+        return od_http_first(r);
+    }
+    if (r->state == OD_REQ_DONE) {
+        return r->status != 0 ? od_http_send(r) : MHD_YES;
+    }
+    if (r->state == OD_REQ_QUEUED) {
+        return MHD_YES; /* spurious call while suspended */
+    }
+    if (*upload_data_size > 0) {
+        return od_http_append(r, upload_data, upload_data_size);
+    }
+    return od_http_dispatch(r);
+}
+
+static void od_http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    od_http_t *h = cls;
+    od_request_t *r = *con_cls;
+
+    if (r == NULL) {
+        return;
+    }
+    if (od_log_enabled(h->log, OD_LOG_DEBUG)) {
+        od_log_debug(h->log, "http: %s %s -> %d caller=%s %lldus%s", r->method, r->path, r->status,
+                     r->caller ? r->caller : "-", (long long) (apr_time_now() - r->started),
+                     toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (not completed)");
+    }
+    *con_cls = NULL;
+    if (r->dispatched) {
+        apr_atomic_dec32(&h->inflight);
+    }
+    apr_pool_destroy(r->pool);
+}
+
+static void od_http_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    od_http_t *h = cls;
+    char msg[512];
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\r\n")] = '\0';
+    od_log_warn(h->log, "http: libmicrohttpd: %s", msg);
+}
+
+/* ---- life cycle ---- */
+
+static apr_status_t od_http_cleanup(void *data)
+{
+    od_http_stop(data, 0);
+    return APR_SUCCESS;
+}
+
+apr_status_t od_http_create(od_http_t **out, const od_settings_t *settings, const od_keys_t *keys,
+                            const od_http_handler_t *handler, od_log_t *log, apr_pool_t *p)
+{
+    od_http_t *h = apr_pcalloc(p, sizeof(*h));
+
+    *out = NULL;
+    h->settings = settings;
+    h->keys = keys;
+    h->handler = *handler;
+    h->log = log;
+    h->pool = p;
+    apr_status_t rv = apr_thread_pool_create(&h->workers, (apr_size_t) settings->worker_threads,
+                                             (apr_size_t) settings->worker_threads, p);
+    if (rv != APR_SUCCESS) {
+        od_log_error(log, "http: apr_thread_pool_create(%d threads) failed: %d",
+                     settings->worker_threads, rv);
+        return rv;
+    }
+    /* A pre-cleanup: workers and MHD must stop before the pool's subpools go away. */
+    apr_pool_pre_cleanup_register(p, h, od_http_cleanup);
+    *out = h;
+    return APR_SUCCESS;
+}
+
+static int od_http_sockaddr(const char *address, int port, struct sockaddr_storage *ss)
+{
+    struct sockaddr_in *v4 = (struct sockaddr_in *) ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *) ss;
+
+    memset(ss, 0, sizeof(*ss));
+    if (inet_pton(AF_INET, address, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((unsigned short) port);
+        return AF_INET;
+    }
+    if (inet_pton(AF_INET6, address, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((unsigned short) port);
+        return AF_INET6;
+    }
+    return -1;
+}
+
+apr_status_t od_http_start(od_http_t *h)
+{
+    const od_settings_t *s = h->settings;
+    struct sockaddr_storage ss;
+    int family = od_http_sockaddr(s->listen_address, s->listen_port, &ss);
+
+    if (family < 0) {
+        od_log_error(h->log, "http: listen_address '%s' is not a numeric IPv4 or IPv6 address",
+                     s->listen_address);
+        return OD_EUNAVAIL;
+    }
+    unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                         MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    h->daemon = MHD_start_daemon(
+        flags, (uint16_t) s->listen_port, NULL, NULL, od_http_access, h, MHD_OPTION_EXTERNAL_LOGGER,
+        od_http_mhd_log, h, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned int) s->http_threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int) s->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int) s->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, od_http_completed, h,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    if (h->daemon == NULL) {
+        od_log_error(h->log, "http: MHD_start_daemon on %s:%d failed (address in use?)",
+                     s->listen_address, s->listen_port);
+        return OD_EUNAVAIL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info != NULL ? info->port : s->listen_port;
+    return APR_SUCCESS;
+}
+
+int od_http_port(const od_http_t *h)
+{
+    return h->port;
+}
+
+static void od_http_drain(od_http_t *h, apr_interval_time_t timeout)
+{
+    apr_time_t deadline = apr_time_now() + timeout;
+
+    /* Requests still being uploaded were never acknowledged: they are not waited for. */
+    while (apr_atomic_read32(&h->inflight) > 0 && apr_time_now() < deadline) {
+        apr_sleep(OD_HTTP_DRAIN_POLL);
+    }
+    if (apr_atomic_read32(&h->suspended) > 0) {
+        od_log_warn(h->log, "http: waiting for %u requests still being processed",
+                    apr_atomic_read32(&h->suspended));
+    }
+    while (apr_atomic_read32(&h->suspended) > 0) {
+        apr_sleep(OD_HTTP_DRAIN_POLL);
+    }
+}
+
+void od_http_stop(od_http_t *h, apr_interval_time_t timeout)
+{
+    if (apr_atomic_xchg32(&h->stopping, 1) != 0) {
+        return;
+    }
+    if (h->daemon != NULL) {
+        MHD_socket fd = MHD_quiesce_daemon(h->daemon);
+        if (fd != MHD_INVALID_SOCKET) {
+            close(fd);
+        }
+        od_http_drain(h, timeout);
+    }
+    if (h->workers != NULL) {
+        apr_thread_pool_destroy(h->workers);
+        h->workers = NULL;
+    }
+    if (h->daemon != NULL) {
+        MHD_stop_daemon(h->daemon);
+        h->daemon = NULL;
+    }
+}

@@ -1,0 +1,94 @@
+/*
+ * od_http: the HTTP front end.
+ *
+ * libmicrohttpd threads accept connections, route each request, authenticate the caller and read
+ * the body (counting it against max_body_bytes: MHD has no such limit of its own). A complete
+ * request is handed to an APR thread pool worker while its connection is suspended, so a slow
+ * store never blocks the HTTP threads; the worker fills in the response and resumes the
+ * connection. When queue_limit requests already wait for a worker the answer is 503 with
+ * Retry-After: queueing is never unbounded.
+ *
+ * What runs in the worker is supplied by the caller as an od_http_handler_t (od_api).
+ */
+#ifndef OD_HTTP_H
+#define OD_HTTP_H
+
+#include "od_config.h"
+#include "od_keys.h"
+#include "od_log.h"
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+
+typedef struct od_http_s od_http_t;
+
+/** One request, from its first header to its completion; owns a subpool. */
+typedef struct od_request_s od_request_t;
+
+/** A routing decision, made on the HTTP thread before the body is read. */
+typedef struct od_route_t {
+    int status;        /* 0 if routed; else 404 or 405, answered at once */
+    const char *allow; /* the Allow header of a 405 */
+    int wants_body;    /* a JSON body is expected (POST): Content-Type and size are checked */
+    int kind;          /* the handler's own route id, given back through od_request_route */
+} od_route_t;
+
+/** The application: routing on the HTTP thread, handling on a worker. */
+typedef struct od_http_handler_t {
+    /** Fills @p route for @p method and @p path (no query string). Must not block. */
+    void (*route)(void *baton, const char *method, const char *path, od_route_t *route);
+    /** Runs on a worker thread; must answer with od_request_respond (else the answer is 500). */
+    void (*run)(void *baton, od_request_t *r);
+    void *baton;
+} od_http_handler_t;
+
+/**
+ * Prepares the front end: the worker pool is created, nothing listens yet. @p keys may be NULL
+ * (every caller is "anonymous"). @p settings, @p keys, @p handler's baton and @p log must outlive
+ * @p p. Returns APR_SUCCESS and @p *out, or the status of the failed step (logged).
+ */
+apr_status_t od_http_create(od_http_t **out, const od_settings_t *settings, const od_keys_t *keys,
+                            const od_http_handler_t *handler, od_log_t *log, apr_pool_t *p);
+
+/** Starts listening. Returns APR_SUCCESS, or OD_EUNAVAIL (logged) if MHD cannot start. */
+apr_status_t od_http_start(od_http_t *http);
+
+/** The port actually bound (useful with listen_port 0); 0 before start. */
+int od_http_port(const od_http_t *http);
+
+/**
+ * Graceful stop: closes the listening socket, answers 503 to requests that arrive on open
+ * connections, waits up to @p timeout for in-flight requests to complete (and, beyond it, for
+ * any still in a worker, since a suspended connection must be resumed before MHD stops), then
+ * stops the workers and MHD. Requests still being uploaded are not waited for: they were
+ * never acknowledged. Idempotent; also run by a pre-cleanup on the pool given to create.
+ */
+void od_http_stop(od_http_t *http, apr_interval_time_t timeout);
+
+/* ---- for handlers: the request ---- */
+
+/** The request's pool: destroyed when libmicrohttpd completes the request. */
+apr_pool_t *od_request_pool(const od_request_t *r);
+const char *od_request_method(const od_request_t *r);
+const char *od_request_path(const od_request_t *r);
+/** The authenticated caller's name ("anonymous" without a keys file). */
+const char *od_request_caller(const od_request_t *r);
+const od_route_t *od_request_route(const od_request_t *r);
+/** The body (NUL-terminated for convenience; may contain NULs) and its length. */
+const char *od_request_body(const od_request_t *r, apr_size_t *len);
+
+/** Adds a response header; @p name and @p value are copied into the request pool. */
+void od_request_header(od_request_t *r, const char *name, const char *value);
+
+/** Sets the response. @p body is copied when the response is queued. Last call wins. */
+void od_request_respond(od_request_t *r, int status, const char *content_type, const char *body,
+                        apr_size_t len);
+
+/**
+ * Responds with an application/problem+json body (od_problem). @p type NULL means about:blank;
+ * @p errors may be NULL. A 503 also gets Retry-After: 1.
+ */
+void od_request_problem(od_request_t *r, int status, const char *type, const char *title,
+                        const char *detail, const apr_array_header_t *errors);
+
+#endif

@@ -1,0 +1,173 @@
+/* od_server: building and running one orderd. */
+#include "od_server.h"
+#include "od_api.h"
+#include "od_cache.h"
+#include "od_http.h"
+#include "od_keys.h"
+#include "od_order.h"
+#include "od_sqlite.h"
+#include "od_status.h"
+
+#include <apr_file_io.h>
+#include <apr_strings.h>
+
+struct od_server_s {
+    const od_settings_t *settings;
+    od_log_t *log;
+    od_order_rules_t *rules;
+    od_keys_t *keys;
+    od_cache_t *cache;
+    od_store_t *store;
+    od_api_t *api;
+    od_http_t *http;
+};
+
+apr_status_t od_server_read_file(char **text, apr_size_t *len, const char *path,
+                                 const char **errmsg, apr_pool_t *p)
+{
+    apr_finfo_t fi;
+    apr_file_t *f = NULL;
+    char buf[128];
+    apr_status_t rv = apr_file_open(&f, path, APR_FOPEN_READ, APR_FPROT_OS_DEFAULT, p);
+
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f);
+    }
+    if (rv == APR_SUCCESS) {
+        *len = (apr_size_t) fi.size;
+        *text = apr_palloc(p, *len + 1);
+        rv = *len > 0 ? apr_file_read_full(f, *text, *len, len) : APR_SUCCESS;
+        (*text)[*len] = '\0';
+    }
+    if (f != NULL) {
+        apr_file_close(f);
+    }
+    if (rv != APR_SUCCESS) {
+        *errmsg = apr_psprintf(p, "%s: cannot read: %s", path, apr_strerror(rv, buf, sizeof(buf)));
+    }
+    return rv;
+}
+
+static apr_status_t od_server_load_keys(od_keys_t **keys, const od_settings_t *s,
+                                        const char **errmsg, apr_pool_t *p)
+{
+    char *text = NULL;
+    apr_size_t len = 0;
+
+    *keys = NULL;
+    if (s->api_keys_file == NULL) {
+        return APR_SUCCESS;
+    }
+    apr_status_t rv = od_server_read_file(&text, &len, s->api_keys_file, errmsg, p);
+    return rv == APR_SUCCESS ? od_keys_parse(keys, text, len, s->api_keys_file, errmsg, p) : rv;
+}
+
+apr_status_t od_server_load_config(od_settings_t *out, const char *path, const char **errmsg,
+                                   apr_pool_t *p)
+{
+    char *text = NULL;
+    apr_size_t len = 0;
+    od_keys_t *keys = NULL;
+    od_order_rules_t *rules = NULL;
+    apr_status_t rv = od_server_read_file(&text, &len, path, errmsg, p);
+
+    if (rv == APR_SUCCESS) {
+        rv = od_config_parse(out, text, len, path, errmsg, p);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = od_server_load_keys(&keys, out, errmsg, p);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = od_order_rules_create(&rules, out->customer_id_pattern, out->max_quantity,
+                                   out->max_items, errmsg, p);
+    }
+    return rv;
+}
+
+static apr_status_t od_server_open_store(od_server_t *srv, apr_pool_t *p)
+{
+    const od_settings_t *s = srv->settings;
+
+    if (s->store == OD_STORE_KIND_DYNAMODB) {
+        od_log_error(srv->log, "server: store = dynamodb is not available in this build yet; "
+                               "use store = sqlite");
+        return OD_ECONFIG;
+    }
+    return od_sqlite_create(&srv->store, s->sqlite_path, s->worker_threads, s->sqlite_batch_max,
+                            srv->log, p);
+}
+
+static apr_status_t od_server_parts(od_server_t *srv, apr_pool_t *p)
+{
+    const od_settings_t *s = srv->settings;
+    const char *errmsg = NULL;
+    apr_status_t rv = od_order_rules_create(&srv->rules, s->customer_id_pattern, s->max_quantity,
+                                            s->max_items, &errmsg, p);
+
+    if (rv == APR_SUCCESS) {
+        rv = od_server_load_keys(&srv->keys, s, &errmsg, p);
+    }
+    if (rv != APR_SUCCESS) {
+        od_log_error(srv->log, "server: %s", errmsg);
+        return rv;
+    }
+    rv = od_cache_create(&srv->cache, (apr_size_t) s->hot_cache_max_entries,
+                         apr_time_from_sec(s->idempotency_ttl_s), p);
+    if (rv != APR_SUCCESS) {
+        od_log_error(srv->log, "server: od_cache_create failed: %d", rv);
+    }
+    return rv;
+}
+
+apr_status_t od_server_create(od_server_t **out, const od_settings_t *settings, od_log_t *log,
+                              apr_pool_t *p)
+{
+    od_server_t *srv = apr_pcalloc(p, sizeof(*srv));
+
+    *out = NULL;
+    srv->settings = settings;
+    srv->log = log;
+    apr_status_t rv = od_server_parts(srv, p);
+    if (rv == APR_SUCCESS) {
+        rv = od_server_open_store(srv, p);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = od_api_create(&srv->api, settings, srv->rules, srv->cache, srv->store, log, p);
+    }
+    if (rv == APR_SUCCESS) {
+        od_http_handler_t handler = od_api_handler(srv->api);
+        rv = od_http_create(&srv->http, settings, srv->keys, &handler, log, p);
+    }
+    if (rv == APR_SUCCESS) {
+        *out = srv;
+    }
+    return rv;
+}
+
+apr_status_t od_server_start(od_server_t *srv)
+{
+    const od_settings_t *s = srv->settings;
+    apr_status_t rv = od_http_start(srv->http);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (srv->keys == NULL) {
+        od_log_warn(srv->log, "server: no api_keys_file configured: every caller is "
+                              "'anonymous' and shares one idempotency scope");
+    }
+    od_log_info(srv->log,
+                "server: orderd %s listening on %s:%d (store=%s, http_threads=%d, "
+                "worker_threads=%d, queue_limit=%d)",
+                ORDERD_VERSION, s->listen_address, od_http_port(srv->http),
+                od_store_name(srv->store), s->http_threads, s->worker_threads, s->queue_limit);
+    return APR_SUCCESS;
+}
+
+void od_server_stop(od_server_t *srv)
+{
+    od_log_info(srv->log, "server: stopping (finishing in-flight requests, up to %d s)",
+                srv->settings->shutdown_timeout_s);
+    od_http_stop(srv->http, apr_time_from_sec(srv->settings->shutdown_timeout_s));
+    od_log_info(srv->log, "server: stopped");
+}

@@ -1,0 +1,45 @@
+/*
+ * od_server: the server context. Owns everything a running orderd has (settings, rules, hot
+ * cache, keys, store, API, HTTP front end) and wires them together; the only mutable state of
+ * the process lives under it.
+ */
+#ifndef OD_SERVER_H
+#define OD_SERVER_H
+
+#include "od_config.h"
+#include "od_log.h"
+
+#include <apr_pools.h>
+
+typedef struct od_server_s od_server_t;
+
+/**
+ * Reads a whole file into @p p (NUL-terminated). Returns APR_SUCCESS, or the APR status with
+ * @p *errmsg naming the file and the failed call.
+ */
+apr_status_t od_server_read_file(char **text, apr_size_t *len, const char *path,
+                                 const char **errmsg, apr_pool_t *p);
+
+/**
+ * Loads and checks the configuration file at @p path (and the files it names, such as
+ * api_keys_file) without opening the store or listening. Returns APR_SUCCESS with @p out filled,
+ * or OD_ECONFIG / an APR status with @p *errmsg "FILE:LINE: problem".
+ */
+apr_status_t od_server_load_config(od_settings_t *out, const char *path, const char **errmsg,
+                                   apr_pool_t *p);
+
+/**
+ * Builds the server from checked @p settings: opens the store, creates the cache and workers.
+ * Returns APR_SUCCESS and @p *out; otherwise the failure is logged and everything built so far
+ * is undone when @p p is destroyed. Nothing listens until od_server_start.
+ */
+apr_status_t od_server_create(od_server_t **out, const od_settings_t *settings, od_log_t *log,
+                              apr_pool_t *p);
+
+/** Starts listening; logs the address and port. Returns APR_SUCCESS or OD_EUNAVAIL (logged). */
+apr_status_t od_server_start(od_server_t *srv);
+
+/** Gracefully stops (see od_http_stop) within the configured shutdown_timeout_s. */
+void od_server_stop(od_server_t *srv);
+
+#endif

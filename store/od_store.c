@@ -1,0 +1,35 @@
+/* od_store: dispatch to the configured backend. */
+#include "od_store.h"
+
+struct od_store_s {
+    const od_store_ops_t *ops;
+    void *impl;
+};
+
+apr_status_t od_store_create(od_store_t **out, const od_store_ops_t *ops, void *impl, apr_pool_t *p)
+{
+    od_store_t *store = apr_palloc(p, sizeof(*store));
+
+    *out = NULL;
+    store->ops = ops;
+    store->impl = impl;
+    *out = store;
+    return APR_SUCCESS;
+}
+
+apr_status_t od_store_put(od_store_t *store, const od_store_order_t *order,
+                          od_store_result_t *result, apr_pool_t *p)
+{
+    return store->ops->put(store->impl, order, result, p);
+}
+
+apr_status_t od_store_get(od_store_t *store, const char *caller, const char *order_id,
+                          od_store_result_t *result, apr_pool_t *p)
+{
+    return store->ops->get(store->impl, caller, order_id, result, p);
+}
+
+const char *od_store_name(const od_store_t *store)
+{
+    return store->ops->name;
+}

@@ -1,0 +1,79 @@
+/*
+ * od_store: the durable order store, as one interface over its backends (SQLite here, DynamoDB
+ * in aws/).
+ *
+ * The one write operation is atomic: "store this order unless a live idempotency record for its
+ * key exists; if one exists, return the order it points to". A backend answers only after the
+ * outcome is durable, so a 201 is never sent for an order that could still be lost.
+ */
+#ifndef OD_STORE_H
+#define OD_STORE_H
+
+#include <apr_pools.h>
+#include <apr_time.h>
+
+typedef struct od_store_s od_store_t;
+
+/** An order to store. All strings are borrowed for the duration of the call. */
+typedef struct od_store_order_t {
+    const char *caller;   /* API-key name that placed it */
+    const char *idem_key; /* 64-hex idempotency key (already scoped to the caller) */
+    const char *order_id; /* new ULID */
+    const char *body;     /* the accepted-order document, stored and replayed verbatim */
+    apr_size_t body_len;
+    apr_time_t created_at;
+    apr_time_t expires_at; /* end of the idempotency window: created_at + ttl */
+} od_store_order_t;
+
+typedef enum od_store_outcome_e {
+    OD_STORE_CREATED, /* the order given was stored */
+    OD_STORE_REPLAYED /* a live idempotency record existed: the result is that original order */
+} od_store_outcome_e;
+
+/** A stored order as read back. Strings are allocated from the pool given to the call. */
+typedef struct od_store_result_t {
+    od_store_outcome_e outcome;
+    const char *order_id;
+    const char *body;
+    apr_size_t body_len;
+    apr_time_t created_at;
+} od_store_result_t;
+
+/** What a backend implements; each function has the contract of the od_store_ wrapper below. */
+typedef struct od_store_ops_t {
+    const char *name;
+    apr_status_t (*put)(void *impl, const od_store_order_t *order, od_store_result_t *result,
+                        apr_pool_t *p);
+    apr_status_t (*get)(void *impl, const char *caller, const char *order_id,
+                        od_store_result_t *result, apr_pool_t *p);
+} od_store_ops_t;
+
+/**
+ * Wraps a backend. @p impl is the backend's state, owned by the backend (it registers its own
+ * cleanup on @p p or a parent). Returns APR_SUCCESS and @p *out, alive as long as @p p.
+ */
+apr_status_t od_store_create(od_store_t **out, const od_store_ops_t *ops, void *impl,
+                             apr_pool_t *p);
+
+/**
+ * Stores @p order unless a live idempotency record for (caller, idem_key) exists.
+ * Returns APR_SUCCESS with result->outcome OD_STORE_CREATED (result describes @p order) or
+ * OD_STORE_REPLAYED (result is the original order), durable in both cases. Otherwise
+ * OD_EUNAVAIL / OD_ETHROTTLED (retry later; nothing was stored) or OD_ESHUTDOWN; the backend has
+ * logged the cause. Result strings come from @p p. Thread-safe.
+ */
+apr_status_t od_store_put(od_store_t *store, const od_store_order_t *order,
+                          od_store_result_t *result, apr_pool_t *p);
+
+/**
+ * Reads order @p order_id if it belongs to @p caller. Returns APR_SUCCESS with @p result
+ * (outcome OD_STORE_CREATED), OD_ENOTFOUND if unknown or another caller's, or OD_EUNAVAIL.
+ * Thread-safe.
+ */
+apr_status_t od_store_get(od_store_t *store, const char *caller, const char *order_id,
+                          od_store_result_t *result, apr_pool_t *p);
+
+/** The backend's name ("sqlite", "dynamodb"). */
+const char *od_store_name(const od_store_t *store);
+
+#endif

@@ -1,0 +1,11 @@
+/* The registry of Check suites. Add a suite here and to OD_SUITES in tests/CMakeLists.txt. */
+#include "od_suites.h"
+
+#include <stddef.h>
+
+const od_suite_entry_t od_suites[] = {
+    {"status", od_status_suite}, {"config", od_config_suite},   {"json", od_json_suite},
+    {"canon", od_canon_suite},   {"problem", od_problem_suite}, {"order", od_order_suite},
+    {"ulid", od_ulid_suite},     {"cache", od_cache_suite},     {"keys", od_keys_suite},
+    {"sqlite", od_sqlite_suite}, {"e2e", od_e2e_suite},         {NULL, NULL},
+};

@@ -1,0 +1,27 @@
+/* The registry of Check suites: each tests/check_<module>.c defines one constructor. */
+#ifndef OD_SUITES_H
+#define OD_SUITES_H
+
+#include <check.h>
+
+typedef struct od_suite_entry_t {
+    const char *name;
+    Suite *(*make)(void);
+} od_suite_entry_t;
+
+Suite *od_status_suite(void);
+Suite *od_config_suite(void);
+Suite *od_json_suite(void);
+Suite *od_canon_suite(void);
+Suite *od_problem_suite(void);
+Suite *od_order_suite(void);
+Suite *od_ulid_suite(void);
+Suite *od_cache_suite(void);
+Suite *od_keys_suite(void);
+Suite *od_sqlite_suite(void);
+Suite *od_e2e_suite(void);
+
+/** The registry, terminated by an entry whose name is NULL. */
+extern const od_suite_entry_t od_suites[];
+
+#endif
