@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
@@ -515,13 +516,17 @@ static void od_http_drain(od_http_t *h, apr_interval_time_t timeout)
 
 void od_http_stop(od_http_t *h, apr_interval_time_t timeout)
 {
+    MHD_socket listener = MHD_INVALID_SOCKET;
+
     if (apr_atomic_xchg32(&h->stopping, 1) != 0) {
         return;
     }
     if (h->daemon != NULL) {
-        MHD_socket fd = MHD_quiesce_daemon(h->daemon);
-        if (fd != MHD_INVALID_SOCKET) {
-            close(fd);
+        /* MHD's threads may still poll the old listener, so it may only be closed after
+         * MHD_stop_daemon; shutting it down now already refuses new connections. */
+        listener = MHD_quiesce_daemon(h->daemon);
+        if (listener != MHD_INVALID_SOCKET) {
+            shutdown(listener, SHUT_RDWR);
         }
         od_http_drain(h, timeout);
     }
@@ -532,5 +537,8 @@ void od_http_stop(od_http_t *h, apr_interval_time_t timeout)
     if (h->daemon != NULL) {
         MHD_stop_daemon(h->daemon);
         h->daemon = NULL;
+    }
+    if (listener != MHD_INVALID_SOCKET) {
+        close(listener);
     }
 }
