@@ -60,6 +60,18 @@ static const od_conf_key_t od_conf_keys[] = {
     OD_STR(api_keys_file),
     {"log_level", OD_CONF_ENUM, offsetof(od_settings_t, log_level), 0, 0, od_level_choices},
     OD_INT(shutdown_timeout_s, 0, 3600),
+    OD_STR(aws_region),
+    OD_STR(aws_access_key_id),
+    OD_STR(aws_secret_access_key),
+    OD_STR(aws_session_token),
+    OD_INT(aws_max_connections, 1, 4096),
+    OD_INT(aws_connect_timeout_ms, 1, 60000),
+    OD_INT(aws_request_timeout_ms, 1, 600000),
+    OD_INT(aws_max_attempts, 1, 10),
+    OD_INT(aws_retry_base_ms, 1, 10000),
+    OD_INT(aws_retry_cap_ms, 1, 60000),
+    OD_STR(dynamodb_endpoint),
+    OD_STR(dynamodb_table),
 };
 
 #define OD_CONF_NKEYS (sizeof(od_conf_keys) / sizeof(od_conf_keys[0]))
@@ -86,6 +98,13 @@ void od_config_defaults(od_settings_t *out)
     out->api_keys_file = NULL;
     out->log_level = OD_LOG_INFO;
     out->shutdown_timeout_s = 20;
+    out->aws_max_connections = 64;
+    out->aws_connect_timeout_ms = 1000;
+    out->aws_request_timeout_ms = 3000;
+    out->aws_max_attempts = 3;
+    out->aws_retry_base_ms = 25;
+    out->aws_retry_cap_ms = 1000;
+    out->dynamodb_table = "orderd";
 }
 
 const char *od_config_log_level_name(od_log_level_e level)

@@ -39,6 +39,19 @@ typedef struct od_settings_t {
     const char *api_keys_file; /* NULL: everyone is "anonymous" */
     od_log_level_e log_level;
     int shutdown_timeout_s;
+    /* AWS (store = dynamodb); NULL strings fall back to the environment / AWS defaults. */
+    const char *aws_region;
+    const char *aws_access_key_id;
+    const char *aws_secret_access_key;
+    const char *aws_session_token;
+    int aws_max_connections;
+    int aws_connect_timeout_ms;
+    int aws_request_timeout_ms;
+    int aws_max_attempts;
+    int aws_retry_base_ms;
+    int aws_retry_cap_ms;
+    const char *dynamodb_endpoint;
+    const char *dynamodb_table;
 } od_settings_t;
 
 /** Fills @p out with the defaults. Thread-safe. */

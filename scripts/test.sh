@@ -7,8 +7,10 @@
 set -euo pipefail
 OD_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$OD_ROOT/scripts/deps.sh"
+source "$OD_ROOT/scripts/engines.sh"
 
 od_install "${OD_BUILD_PACKAGES[@]}" "${OD_TEST_PACKAGES[@]}"
+od_engines_install
 out="$OD_ROOT/build-test"
 status=0
 

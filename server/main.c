@@ -3,6 +3,7 @@
  *
  *   orderd -c FILE      run in the foreground (as systemd expects)
  *   orderd -t -c FILE   check the configuration and exit 0, or 1 with the problem
+ *   orderd --init-store -c FILE   create the store's table/schema if missing, then exit
  *   orderd --version
  *
  * Signals are blocked in every thread and taken synchronously here with sigwait, so no handler
@@ -15,6 +16,7 @@
 #include <apr_general.h>
 #include <apr_getopt.h>
 #include <apr_strings.h>
+#include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,12 +26,14 @@
 typedef struct od_args_t {
     const char *config;
     int test_only;
+    int init_store;
 } od_args_t;
 
 static void od_usage(FILE *to)
 {
     fprintf(to, "usage: orderd -c FILE       run with configuration FILE\n"
                 "       orderd -t -c FILE    check configuration FILE and exit\n"
+                "       orderd --init-store -c FILE   create the store (table, schema) if missing\n"
                 "       orderd --version     print the version\n");
 }
 
@@ -51,6 +55,7 @@ static int od_parse_args(od_args_t *args, int argc, const char *const *argv, apr
         {"test", 't', 0, "check configuration"},
         {"version", 'V', 0, "print version"},
         {"help", 'h', 0, "usage"},
+        {"init-store", 'I', 0, "create the store"},
         {NULL, 0, 0, NULL},
     };
     apr_getopt_t *g = NULL;
@@ -67,6 +72,9 @@ static int od_parse_args(od_args_t *args, int argc, const char *const *argv, apr
             break;
         case 't':
             args->test_only = 1;
+            break;
+        case 'I':
+            args->init_store = 1;
             break;
         case 'V':
             printf("orderd %s\n", ORDERD_VERSION);
@@ -99,6 +107,14 @@ static int od_wait_for_stop(void)
     return sig;
 }
 
+static int od_init_store(const od_settings_t *settings, apr_pool_t *p)
+{
+    od_log_t *log = NULL;
+
+    od_log_create(&log, settings->log_level, stderr, p);
+    return od_server_init_store(settings, log, p) == APR_SUCCESS ? 0 : 1;
+}
+
 static int od_run(const od_settings_t *settings, apr_pool_t *p)
 {
     od_log_t *log = NULL;
@@ -119,7 +135,7 @@ static int od_run(const od_settings_t *settings, apr_pool_t *p)
 int main(int argc, const char *const *argv)
 {
     apr_pool_t *pool = NULL;
-    od_args_t args = {NULL, 0};
+    od_args_t args = {NULL, 0, 0};
     od_settings_t settings;
     const char *errmsg = NULL;
     sigset_t set;
@@ -136,6 +152,12 @@ int main(int argc, const char *const *argv)
         return 1;
     }
     atexit(apr_terminate);
+    /* Before any thread exists, as libcurl requires. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "orderd: curl_global_init failed\n");
+        return 1;
+    }
+    atexit(curl_global_cleanup);
     apr_pool_create_ex(&pool, NULL, od_abort_oom, NULL);
     int rc = od_parse_args(&args, argc, argv, pool);
     if (rc != 0) {
@@ -149,7 +171,7 @@ int main(int argc, const char *const *argv)
         printf("orderd: configuration %s is valid\n", args.config);
         return 0;
     }
-    rc = od_run(&settings, pool);
+    rc = args.init_store ? od_init_store(&settings, pool) : od_run(&settings, pool);
     apr_pool_destroy(pool);
     return rc;
 }

@@ -83,7 +83,9 @@ static void od_api_answer_store_error(od_api_t *api, od_request_t *r, apr_status
 {
     char buf[128];
 
-    if (rv == OD_EUNAVAIL || rv == OD_ETHROTTLED || rv == OD_ESHUTDOWN) {
+    /* The store has logged the cause. Refused credentials are the operator's to fix, not the
+     * client's: to the client the store is unavailable, as it is during an outage. */
+    if (rv == OD_EUNAVAIL || rv == OD_ETHROTTLED || rv == OD_ESHUTDOWN || rv == OD_EAUTH) {
         od_request_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable",
                            "the order store is unavailable; nothing was stored, retry shortly",
                            NULL);

@@ -57,9 +57,9 @@ apr_status_t od_http_start(od_http_t *http);
 int od_http_port(const od_http_t *http);
 
 /**
- * Graceful stop: stops listening (new connections are refused), answers 503 to requests that arrive on open
- * connections, waits up to @p timeout for in-flight requests to complete (and, beyond it, for
- * any still in a worker, since a suspended connection must be resumed before MHD stops), then
+ * Graceful stop: stops listening (new connections are refused), answers 503 to requests that arrive
+ * on open connections, waits up to @p timeout for in-flight requests to complete (and, beyond it,
+ * for any still in a worker, since a suspended connection must be resumed before MHD stops), then
  * stops the workers and MHD. Requests still being uploaded are not waited for: they were
  * never acknowledged. Idempotent; also run by a pre-cleanup on the pool given to create.
  */

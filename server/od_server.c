@@ -1,7 +1,10 @@
 /* od_server: building and running one orderd. */
 #include "od_server.h"
 #include "od_api.h"
+#include "od_aws.h"
+#include "od_aws_creds.h"
 #include "od_cache.h"
+#include "od_dynamodb.h"
 #include "od_http.h"
 #include "od_keys.h"
 #include "od_order.h"
@@ -17,6 +20,7 @@ struct od_server_s {
     od_order_rules_t *rules;
     od_keys_t *keys;
     od_cache_t *cache;
+    od_aws_t *aws; /* NULL unless store = dynamodb */
     od_store_t *store;
     od_api_t *api;
     od_http_t *http;
@@ -81,20 +85,81 @@ apr_status_t od_server_load_config(od_settings_t *out, const char *path, const c
         rv = od_order_rules_create(&rules, out->customer_id_pattern, out->max_quantity,
                                    out->max_items, errmsg, p);
     }
+    if (rv == APR_SUCCESS &&
+        (out->aws_access_key_id == NULL) != (out->aws_secret_access_key == NULL)) {
+        *errmsg = apr_psprintf(p,
+                               "%s: aws_access_key_id and aws_secret_access_key must be set "
+                               "together",
+                               path);
+        rv = OD_ECONFIG;
+    }
     return rv;
+}
+
+/* The shared AWS client and the DynamoDB endpoint, from the settings and the environment. */
+static apr_status_t od_server_open_aws(od_aws_t **aws, const char **endpoint,
+                                       const od_settings_t *s, od_log_t *log, apr_pool_t *p)
+{
+    const char *region = od_aws_resolve_region(s->aws_region);
+    od_aws_creds_options_t co = {.access_key_id = s->aws_access_key_id,
+                                 .secret_access_key = s->aws_secret_access_key,
+                                 .session_token = s->aws_session_token};
+    od_aws_creds_t *creds = NULL;
+
+    *aws = NULL;
+    if (region == NULL) {
+        od_log_error(log, "server: store = dynamodb needs a region: set aws_region (or "
+                          "AWS_REGION)");
+        return OD_ECONFIG;
+    }
+    apr_status_t rv = od_aws_creds_create(&creds, &co, log, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    od_aws_options_t ao = {region,
+                           s->aws_max_connections,
+                           s->aws_connect_timeout_ms,
+                           s->aws_request_timeout_ms,
+                           s->aws_max_attempts,
+                           s->aws_retry_base_ms,
+                           s->aws_retry_cap_ms};
+    *endpoint = od_aws_resolve_endpoint(s->dynamodb_endpoint, "DYNAMODB", "dynamodb", region, p);
+    od_log_info(log, "server: DynamoDB table %s at %s (region %s)", s->dynamodb_table, *endpoint,
+                region);
+    return od_aws_create(aws, &ao, creds, log, p);
 }
 
 static apr_status_t od_server_open_store(od_server_t *srv, apr_pool_t *p)
 {
     const od_settings_t *s = srv->settings;
+    const char *endpoint = NULL;
 
     if (s->store == OD_STORE_KIND_DYNAMODB) {
-        od_log_error(srv->log, "server: store = dynamodb is not available in this build yet; "
-                               "use store = sqlite");
-        return OD_ECONFIG;
+        apr_status_t rv = od_server_open_aws(&srv->aws, &endpoint, s, srv->log, p);
+        return rv != APR_SUCCESS ? rv
+                                 : od_dynamodb_create(&srv->store, srv->aws, endpoint,
+                                                      s->dynamodb_table, srv->log, p);
     }
     return od_sqlite_create(&srv->store, s->sqlite_path, s->worker_threads, s->sqlite_batch_max,
                             srv->log, p);
+}
+
+apr_status_t od_server_init_store(const od_settings_t *s, od_log_t *log, apr_pool_t *p)
+{
+    od_aws_t *aws = NULL;
+    od_store_t *store = NULL;
+    const char *endpoint = NULL;
+
+    if (s->store == OD_STORE_KIND_SQLITE) {
+        /* Opening creates the schema; the pool's cleanup closes it again. */
+        apr_status_t rv = od_sqlite_create(&store, s->sqlite_path, 1, 1, log, p);
+        if (rv == APR_SUCCESS) {
+            od_log_info(log, "server: SQLite store %s is ready", s->sqlite_path);
+        }
+        return rv;
+    }
+    apr_status_t rv = od_server_open_aws(&aws, &endpoint, s, log, p);
+    return rv != APR_SUCCESS ? rv : od_dynamodb_init(aws, endpoint, s->dynamodb_table, log, p);
 }
 
 static apr_status_t od_server_parts(od_server_t *srv, apr_pool_t *p)

@@ -36,6 +36,13 @@ apr_status_t od_server_load_config(od_settings_t *out, const char *path, const c
 apr_status_t od_server_create(od_server_t **out, const od_settings_t *settings, od_log_t *log,
                               apr_pool_t *p);
 
+/**
+ * `orderd --init-store`: prepares the configured store and returns. SQLite: creates the file and
+ * schema. DynamoDB: creates the table if missing (on-demand, TTL on expires_at) and waits until
+ * it is ACTIVE. Idempotent. Returns APR_SUCCESS or the failure's status (logged).
+ */
+apr_status_t od_server_init_store(const od_settings_t *settings, od_log_t *log, apr_pool_t *p);
+
 /** Starts listening; logs the address and port. Returns APR_SUCCESS or OD_EUNAVAIL (logged). */
 apr_status_t od_server_start(od_server_t *srv);
 

@@ -7,6 +7,7 @@
 #endif
 
 #include "od_suites.h"
+#include "od_test_engines.h"
 #include "od_test_util.h"
 
 #include <json-c/json.h>
@@ -41,16 +42,50 @@ static const od_test_key_t e2e_keys[] = {{"alice", "alice-key-0123456789"},
  * its orderd dies with it (PR_SET_PDEATHSIG), so only the files would be left behind. */
 static char e2e_base[PATH_MAX];
 
+/* ORDERD_TEST_STORE=moto or ddblocal runs the whole suite on the DynamoDB store against that
+ * engine, started once here in the runner process; the harness then gives each test its own
+ * table. Unset (or sqlite): the embedded store. */
+static od_test_engine_t *e2e_engine;
+
+static void e2e_engine_start(void)
+{
+    const char *which = getenv("ORDERD_TEST_STORE");
+
+    if (which == NULL || *which == '\0' || strcmp(which, "sqlite") == 0) {
+        return;
+    }
+    if (strcmp(which, "moto") == 0) {
+        e2e_engine = od_test_moto_start(NULL);
+    } else if (strcmp(which, "ddblocal") == 0) {
+        e2e_engine = od_test_ddblocal_start();
+    } else {
+        ck_abort_msg("ORDERD_TEST_STORE=%s: expected sqlite, moto or ddblocal", which);
+    }
+    char conf[512];
+    snprintf(conf, sizeof(conf),
+             "store = dynamodb\naws_region = us-east-1\ndynamodb_endpoint = %s\n"
+             "aws_max_connections = 16",
+             od_test_engine_url(e2e_engine));
+    setenv("ORDERD_TEST_STORE_CONF", conf, 1);
+    setenv("AWS_ACCESS_KEY_ID", "AKIDTESTING", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "testing-secret", 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+}
+
 static void e2e_base_setup(void)
 {
     snprintf(e2e_base, sizeof(e2e_base), "/tmp/orderd-e2e-suite-XXXXXX");
     if (mkdtemp(e2e_base) == NULL) {
         e2e_base[0] = '\0';
     }
+    e2e_engine_start();
 }
 
 static void e2e_base_teardown(void)
 {
+    od_test_engine_stop(e2e_engine);
+    e2e_engine = NULL;
+    unsetenv("ORDERD_TEST_STORE_CONF");
     if (e2e_base[0] != '\0') {
         od_test_remove_tree(e2e_base);
     }

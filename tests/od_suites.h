@@ -19,6 +19,10 @@ Suite *od_ulid_suite(void);
 Suite *od_cache_suite(void);
 Suite *od_keys_suite(void);
 Suite *od_sqlite_suite(void);
+Suite *od_engines_suite(void);
+Suite *od_aws_creds_suite(void);
+Suite *od_aws_suite(void);
+Suite *od_dynamodb_suite(void);
 Suite *od_e2e_suite(void);
 
 /** The registry, terminated by an entry whose name is NULL. */

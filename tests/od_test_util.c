@@ -41,6 +41,8 @@ struct od_test_env_s {
     char db[PATH_MAX];
     char log[PATH_MAX];
     int has_keys;
+    int dynamodb;    /* the config names store = dynamodb: --init-store before the first start */
+    int initialised; /* --init-store has run */
     int nchecks;     /* names the stderr file of each od_test_check_config */
     pid_t pid;       /* 0: no daemon */
     atomic_int port; /* atomic: request threads read it while the test kills the daemon */
@@ -217,6 +219,21 @@ int od_test_env_write_keys(od_test_env_t *env, const od_test_key_t *keys, size_t
     return rc;
 }
 
+/* $ORDERD_TEST_STORE_CONF (set by a suite fixture that started an engine) switches the store;
+ * each environment then gets its own table, named after its directory, so tests never see each
+ * other's orders. */
+static void od_test_write_store(od_test_env_t *env, FILE *f)
+{
+    const char *store = getenv("ORDERD_TEST_STORE_CONF");
+    const char *base = strrchr(env->dir, '/');
+
+    if (store == NULL || *store == '\0') {
+        return;
+    }
+    fprintf(f, "%s\ndynamodb_table = t_%s\n", store, base != NULL ? base + 1 : "orders");
+    env->dynamodb = 1;
+}
+
 int od_test_env_write_config(od_test_env_t *env, const char *extra)
 {
     FILE *f = fopen(env->conf, "w");
@@ -226,11 +243,13 @@ int od_test_env_write_config(od_test_env_t *env, const char *extra)
     }
     fprintf(f, "# written by od_test_util\nlisten_address = 127.0.0.1\nlisten_port = 0\n");
     fprintf(f, "sqlite_path = %s\n", env->db);
+    od_test_write_store(env, f);
     if (env->has_keys) {
         fprintf(f, "api_keys_file = %s\n", env->keys);
     }
     if (extra != NULL) {
         fprintf(f, "%s\n", extra);
+        env->dynamodb |= strstr(extra, "store = dynamodb") != NULL;
     }
     return fclose(f) == 0 ? 0 : -1;
 }
@@ -335,9 +354,34 @@ static int od_test_await_port(od_test_env_t *env, long offset)
     return -1;
 }
 
+void od_test_env_skip_init_store(od_test_env_t *env)
+{
+    env->initialised = 1;
+}
+
+/* Runs `orderd --init-store -c conf` once (bounded) for a DynamoDB-backed environment. */
+static int od_test_init_store(od_test_env_t *env)
+{
+    int status = 0;
+
+    if (!env->dynamodb || env->initialised) {
+        return 0;
+    }
+    pid_t pid = od_test_spawn(env->log, env->log, "--init-store", "-c", env->conf);
+    if (pid < 0 || od_test_wait_pid(pid, 60000, &status) != 0) {
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            od_test_wait_pid(pid, 5000, &status);
+        }
+        return -1;
+    }
+    env->initialised = od_test_exit_code(status) == 0;
+    return env->initialised ? 0 : -1;
+}
+
 int od_test_server_start(od_test_env_t *env)
 {
-    if (env->pid != 0) {
+    if (env->pid != 0 || od_test_init_store(env) != 0) {
         return -1;
     }
     /* Only what this start writes counts: the log keeps earlier runs for post-mortems. */

@@ -76,9 +76,15 @@ int od_test_env_write_keys(od_test_env_t *env, const od_test_key_t *keys, size_t
 /**
  * Writes the config file: listen_address = 127.0.0.1, listen_port = 0, sqlite_path inside the
  * directory, api_keys_file if keys were written, then @p extra (NULL or `key = value` lines,
- * which must not repeat those keys). Returns 0 or -1.
+ * which must not repeat those keys). With $ORDERD_TEST_STORE_CONF set (by a suite fixture that
+ * started an engine) its lines and a dynamodb_table unique to this environment are added. When
+ * the config names `store = dynamodb`, the first od_test_server_start runs `--init-store`.
+ * Returns 0 or -1.
  */
 int od_test_env_write_config(od_test_env_t *env, const char *extra);
+
+/** Makes the next start skip `--init-store` (the table already exists). */
+void od_test_env_skip_init_store(od_test_env_t *env);
 
 /**
  * Spawns `$ORDERD_BIN -c CONFIG` (stderr and stdout appended to orderd.log in the directory)

@@ -6,6 +6,7 @@
 #include "od_suites.h"
 
 #include <apr_general.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,9 @@ int main(int argc, char **argv)
         setenv("CK_FORK", "yes", 1);
     }
     apr_initialize();
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any test starts a thread */
     int rc = run_suites(argc > 1 ? argv[1] : NULL);
+    curl_global_cleanup();
     apr_terminate();
     return rc;
 }

@@ -1,0 +1,417 @@
+/* od_dynamodb: the store on DynamoDB, through the shared AWS client. */
+#include "od_dynamodb.h"
+#include "od_status.h"
+
+#include <apr_strings.h>
+#include <json-c/json.h>
+#include <string.h>
+
+#define OD_DDB_CONTENT_TYPE "application/x-amz-json-1.0"
+#define OD_DDB_TARGET "DynamoDB_20120810."
+#define OD_DDB_CONFLICT_RETRIES 5
+#define OD_DDB_CONFLICT_DELAY apr_time_from_msec(5)
+#define OD_DDB_INIT_WAIT apr_time_from_sec(60)
+
+typedef struct od_ddb_s {
+    od_aws_t *aws;
+    const char *endpoint;
+    const char *table;
+    od_log_t *log;
+} od_ddb_t;
+
+/* ---- JSON helpers: documents are released by a cleanup on the call's pool ---- */
+
+static apr_status_t od_ddb_put_json(void *obj)
+{
+    json_object_put(obj);
+    return APR_SUCCESS;
+}
+
+static json_object *od_ddb_owned(json_object *obj, apr_pool_t *p)
+{
+    if (obj != NULL) {
+        apr_pool_cleanup_register(p, obj, od_ddb_put_json, apr_pool_cleanup_null);
+    }
+    return obj;
+}
+
+static json_object *od_ddb_attr(const char *type, const char *value)
+{
+    json_object *a = json_object_new_object();
+    json_object_object_add(a, type, json_object_new_string(value));
+    return a;
+}
+
+static json_object *od_ddb_s(const char *value)
+{
+    return od_ddb_attr("S", value);
+}
+
+static json_object *od_ddb_n(apr_int64_t value)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%" APR_INT64_T_FMT, value);
+    return od_ddb_attr("N", buf);
+}
+
+/* Reads attribute @p name of type @p type ("S" or "N") from a DynamoDB item, or NULL. */
+static const char *od_ddb_get(json_object *item, const char *name, const char *type)
+{
+    json_object *a = NULL, *v = NULL;
+
+    if (item == NULL || !json_object_object_get_ex(item, name, &a) ||
+        !json_object_object_get_ex(a, type, &v) || !json_object_is_type(v, json_type_string)) {
+        return NULL;
+    }
+    return json_object_get_string(v);
+}
+
+/* Makes one DynamoDB call; on success (and for OD_ECONFLICT) parses the answer into @p doc.
+ * The error @p expected (or NULL) is the caller's to handle: it comes back as OD_ENOTFOUND. */
+static apr_status_t od_ddb_call_ex(od_ddb_t *d, const char *op, json_object *req,
+                                   const char *expected, json_object **doc, apr_pool_t *p)
+{
+    size_t len = 0;
+    const char *body = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &len);
+    od_aws_request_t r = {
+        "dynamodb", d->endpoint, apr_pstrcat(p, OD_DDB_TARGET, op, NULL), OD_DDB_CONTENT_TYPE, body,
+        len,        expected};
+    od_aws_response_t resp;
+    apr_status_t rv = od_aws_call(d->aws, &r, &resp, p);
+
+    *doc = NULL;
+    if (expected != NULL && resp.error_code != NULL && strcmp(resp.error_code, expected) == 0) {
+        return OD_ENOTFOUND;
+    }
+    if (rv == APR_SUCCESS || rv == OD_ECONFLICT) {
+        *doc = od_ddb_owned(json_tokener_parse(resp.body), p);
+        if (*doc == NULL) {
+            od_log_error(d->log, "dynamodb: %s: answer is not JSON", op);
+            return OD_EUNAVAIL;
+        }
+    }
+    return rv;
+}
+
+static apr_status_t od_ddb_call(od_ddb_t *d, const char *op, json_object *req, json_object **doc,
+                                apr_pool_t *p)
+{
+    return od_ddb_call_ex(d, op, req, NULL, doc, p);
+}
+
+/* ---- put ---- */
+
+static json_object *od_ddb_idem_put(od_ddb_t *d, const od_store_order_t *o, apr_pool_t *p)
+{
+    json_object *item = json_object_new_object(), *put = json_object_new_object();
+    json_object *values = json_object_new_object();
+    /* DynamoDB's TTL attribute is in whole seconds: round up so it never deletes early. */
+    apr_int64_t expires_s = (o->expires_at + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC;
+
+    json_object_object_add(item, "pk",
+                           od_ddb_s(apr_pstrcat(p, "IDEM#", o->caller, "#", o->idem_key, NULL)));
+    json_object_object_add(item, "order_id", od_ddb_s(o->order_id));
+    json_object_object_add(item, "body", od_ddb_s(o->body));
+    json_object_object_add(item, "created_at", od_ddb_n(o->created_at));
+    json_object_object_add(item, "expires_at_us", od_ddb_n(o->expires_at));
+    json_object_object_add(item, "expires_at", od_ddb_n(expires_s));
+    json_object_object_add(values, ":now", od_ddb_n(o->created_at));
+    json_object_object_add(put, "TableName", json_object_new_string(d->table));
+    json_object_object_add(put, "Item", item);
+    json_object_object_add(put, "ConditionExpression",
+                           json_object_new_string("attribute_not_exists(pk) OR "
+                                                  "expires_at_us <= :now"));
+    json_object_object_add(put, "ExpressionAttributeValues", values);
+    json_object_object_add(put, "ReturnValuesOnConditionCheckFailure",
+                           json_object_new_string("ALL_OLD"));
+    return put;
+}
+
+static json_object *od_ddb_order_put(od_ddb_t *d, const od_store_order_t *o, apr_pool_t *p)
+{
+    json_object *item = json_object_new_object(), *put = json_object_new_object();
+
+    json_object_object_add(item, "pk", od_ddb_s(apr_pstrcat(p, "ORDER#", o->order_id, NULL)));
+    json_object_object_add(item, "caller", od_ddb_s(o->caller));
+    json_object_object_add(item, "idem_key", od_ddb_s(o->idem_key));
+    json_object_object_add(item, "body", od_ddb_s(o->body));
+    json_object_object_add(item, "created_at", od_ddb_n(o->created_at));
+    json_object_object_add(put, "TableName", json_object_new_string(d->table));
+    json_object_object_add(put, "Item", item);
+    json_object_object_add(put, "ConditionExpression",
+                           json_object_new_string("attribute_not_exists(pk)"));
+    return put;
+}
+
+static json_object *od_ddb_transact(od_ddb_t *d, const od_store_order_t *o, apr_pool_t *p)
+{
+    json_object *req = od_ddb_owned(json_object_new_object(), p);
+    json_object *items = json_object_new_array(), *a = json_object_new_object();
+    json_object *b = json_object_new_object();
+
+    json_object_object_add(a, "Put", od_ddb_idem_put(d, o, p));
+    json_object_object_add(b, "Put", od_ddb_order_put(d, o, p));
+    json_object_array_add(items, a);
+    json_object_array_add(items, b);
+    json_object_object_add(req, "TransactItems", items);
+    /* The order id is unique per attempt, so a retry after a lost answer is idempotent. */
+    json_object_object_add(req, "ClientRequestToken", json_object_new_string(o->order_id));
+    return req;
+}
+
+/* The Code of cancellation reason @p i, or "". */
+static const char *od_ddb_reason(json_object *doc, int i, json_object **item)
+{
+    json_object *reasons = NULL, *r = NULL, *code = NULL;
+
+    *item = NULL;
+    if (!json_object_object_get_ex(doc, "CancellationReasons", &reasons) ||
+        !json_object_is_type(reasons, json_type_array) ||
+        (r = json_object_array_get_idx(reasons, (size_t) i)) == NULL) {
+        return "";
+    }
+    json_object_object_get_ex(r, "Item", item);
+    return json_object_object_get_ex(r, "Code", &code) ? json_object_get_string(code) : "";
+}
+
+static void od_ddb_fill(od_store_result_t *res, od_store_outcome_e outcome, const char *order_id,
+                        const char *body, const char *created_at, apr_pool_t *p)
+{
+    res->outcome = outcome;
+    res->order_id = apr_pstrdup(p, order_id);
+    res->body_len = strlen(body);
+    res->body = apr_pstrmemdup(p, body, res->body_len);
+    res->created_at = created_at != NULL ? apr_atoi64(created_at) : 0;
+}
+
+/* Reads the live idempotency item when the cancellation did not carry it (ALL_OLD is not
+ * supported by every engine). */
+static apr_status_t od_ddb_read_idem(od_ddb_t *d, const od_store_order_t *o, json_object **item,
+                                     apr_pool_t *p)
+{
+    json_object *req = od_ddb_owned(json_object_new_object(), p), *key = json_object_new_object();
+    json_object *doc = NULL;
+
+    json_object_object_add(key, "pk",
+                           od_ddb_s(apr_pstrcat(p, "IDEM#", o->caller, "#", o->idem_key, NULL)));
+    json_object_object_add(req, "TableName", json_object_new_string(d->table));
+    json_object_object_add(req, "Key", key);
+    json_object_object_add(req, "ConsistentRead", json_object_new_boolean(1));
+    apr_status_t rv = od_ddb_call(d, "GetItem", req, &doc, p);
+    if (rv == APR_SUCCESS && !json_object_object_get_ex(doc, "Item", item)) {
+        rv = OD_ENOTFOUND;
+    }
+    return rv;
+}
+
+/* The transaction was cancelled: a replay, a conflict to retry, or an error.
+ * Returns APR_SUCCESS (res filled), APR_EAGAIN (retry), or an error. */
+static apr_status_t od_ddb_cancelled(od_ddb_t *d, const od_store_order_t *o, json_object *doc,
+                                     od_store_result_t *res, apr_pool_t *p)
+{
+    json_object *item = NULL, *unused = NULL;
+    const char *idem = od_ddb_reason(doc, 0, &item);
+    const char *order = od_ddb_reason(doc, 1, &unused);
+
+    if (strcmp(idem, "TransactionConflict") == 0 || strcmp(order, "TransactionConflict") == 0) {
+        return APR_EAGAIN;
+    }
+    if (strcmp(idem, "ConditionalCheckFailed") != 0) {
+        od_log_error(d->log, "dynamodb: TransactWriteItems for order %s cancelled: [%s, %s]",
+                     o->order_id, idem, order);
+        return OD_EUNAVAIL;
+    }
+    if (item == NULL && od_ddb_read_idem(d, o, &item, p) != APR_SUCCESS) {
+        return APR_EAGAIN; /* the record expired or vanished since: try to store again */
+    }
+    const char *id = od_ddb_get(item, "order_id", "S"), *body = od_ddb_get(item, "body", "S");
+    if (id == NULL || body == NULL) {
+        od_log_error(d->log, "dynamodb: idempotency item for order %s lacks order_id/body",
+                     o->order_id);
+        return OD_EUNAVAIL;
+    }
+    /* Our own earlier attempt (answer lost, token ignored by the engine) is still ours. */
+    od_ddb_fill(res, strcmp(id, o->order_id) == 0 ? OD_STORE_CREATED : OD_STORE_REPLAYED, id, body,
+                od_ddb_get(item, "created_at", "N"), p);
+    return APR_SUCCESS;
+}
+
+static apr_status_t od_ddb_put(void *impl, const od_store_order_t *o, od_store_result_t *res,
+                               apr_pool_t *p)
+{
+    od_ddb_t *d = impl;
+    json_object *req = od_ddb_transact(d, o, p), *doc = NULL;
+
+    for (int attempt = 0;; attempt++) {
+        apr_status_t rv = od_ddb_call(d, "TransactWriteItems", req, &doc, p);
+        if (rv == APR_SUCCESS) {
+            res->outcome = OD_STORE_CREATED;
+            res->order_id = o->order_id;
+            res->body = o->body;
+            res->body_len = o->body_len;
+            res->created_at = o->created_at;
+            return APR_SUCCESS;
+        }
+        if (rv == OD_ECONFLICT) {
+            rv = od_ddb_cancelled(d, o, doc, res, p);
+        }
+        if (rv != APR_EAGAIN) {
+            return rv;
+        }
+        if (attempt >= OD_DDB_CONFLICT_RETRIES) {
+            od_log_error(d->log, "dynamodb: order %s still conflicting after %d retries",
+                         o->order_id, attempt);
+            return OD_EUNAVAIL;
+        }
+        apr_sleep(OD_DDB_CONFLICT_DELAY * (attempt + 1));
+    }
+}
+
+/* ---- get ---- */
+
+static apr_status_t od_ddb_get_order(void *impl, const char *caller, const char *order_id,
+                                     od_store_result_t *res, apr_pool_t *p)
+{
+    od_ddb_t *d = impl;
+    json_object *req = od_ddb_owned(json_object_new_object(), p), *key = json_object_new_object();
+    json_object *doc = NULL, *item = NULL;
+
+    json_object_object_add(key, "pk", od_ddb_s(apr_pstrcat(p, "ORDER#", order_id, NULL)));
+    json_object_object_add(req, "TableName", json_object_new_string(d->table));
+    json_object_object_add(req, "Key", key);
+    json_object_object_add(req, "ConsistentRead", json_object_new_boolean(1));
+    apr_status_t rv = od_ddb_call(d, "GetItem", req, &doc, p);
+    if (rv != APR_SUCCESS) {
+        return rv == OD_EINVAL || rv == OD_ECONFLICT ? OD_EUNAVAIL : rv;
+    }
+    const char *owner = NULL, *body = NULL;
+    if (!json_object_object_get_ex(doc, "Item", &item) ||
+        (owner = od_ddb_get(item, "caller", "S")) == NULL || strcmp(owner, caller) != 0 ||
+        (body = od_ddb_get(item, "body", "S")) == NULL) {
+        return OD_ENOTFOUND;
+    }
+    od_ddb_fill(res, OD_STORE_CREATED, order_id, body, od_ddb_get(item, "created_at", "N"), p);
+    return APR_SUCCESS;
+}
+
+static const od_store_ops_t od_ddb_ops = {"dynamodb", od_ddb_put, od_ddb_get_order};
+
+apr_status_t od_dynamodb_create(od_store_t **out, od_aws_t *aws, const char *endpoint,
+                                const char *table, od_log_t *log, apr_pool_t *p)
+{
+    od_ddb_t *d = apr_pcalloc(p, sizeof(*d));
+
+    *out = NULL;
+    d->aws = aws;
+    d->endpoint = apr_pstrdup(p, endpoint);
+    d->table = apr_pstrdup(p, table);
+    d->log = log;
+    return od_store_create(out, &od_ddb_ops, d, p);
+}
+
+/* ---- table set-up ---- */
+
+static json_object *od_ddb_table_req(const char *table, apr_pool_t *p)
+{
+    json_object *req = od_ddb_owned(json_object_new_object(), p);
+    json_object_object_add(req, "TableName", json_object_new_string(table));
+    return req;
+}
+
+static apr_status_t od_ddb_create_table(od_ddb_t *d, apr_pool_t *p)
+{
+    json_object *req = od_ddb_table_req(d->table, p), *doc = NULL;
+    json_object *defs = json_object_new_array(), *def = json_object_new_object();
+    json_object *keys = json_object_new_array(), *key = json_object_new_object();
+    json_object_object_add(def, "AttributeName", json_object_new_string("pk"));
+    json_object_object_add(def, "AttributeType", json_object_new_string("S"));
+    json_object_array_add(defs, def);
+    json_object_object_add(key, "AttributeName", json_object_new_string("pk"));
+    json_object_object_add(key, "KeyType", json_object_new_string("HASH"));
+    json_object_array_add(keys, key);
+    json_object_object_add(req, "AttributeDefinitions", defs);
+    json_object_object_add(req, "KeySchema", keys);
+    json_object_object_add(req, "BillingMode", json_object_new_string("PAY_PER_REQUEST"));
+    /* Another instance may create it at the same moment: that is success too. */
+    apr_status_t rv = od_ddb_call_ex(d, "CreateTable", req, "ResourceInUseException", &doc, p);
+    return rv == OD_ENOTFOUND ? APR_SUCCESS : rv;
+}
+
+/* The table's status ("ACTIVE", "CREATING", ...), or NULL if it does not exist. */
+static apr_status_t od_ddb_table_status(od_ddb_t *d, const char **status, apr_pool_t *p)
+{
+    json_object *doc = NULL, *t = NULL, *s = NULL;
+    apr_status_t rv = od_ddb_call_ex(d, "DescribeTable", od_ddb_table_req(d->table, p),
+                                     "ResourceNotFoundException", &doc, p);
+
+    *status = NULL;
+    if (rv == APR_SUCCESS && json_object_object_get_ex(doc, "Table", &t) &&
+        json_object_object_get_ex(t, "TableStatus", &s)) {
+        *status = apr_pstrdup(p, json_object_get_string(s));
+    }
+    return rv;
+}
+
+static apr_status_t od_ddb_wait_active(od_ddb_t *d, apr_pool_t *p)
+{
+    apr_time_t deadline = apr_time_now() + OD_DDB_INIT_WAIT;
+    const char *status = NULL;
+
+    while (apr_time_now() < deadline) {
+        apr_status_t rv = od_ddb_table_status(d, &status, p);
+        if (rv != APR_SUCCESS && rv != OD_ENOTFOUND) { /* not yet visible after CreateTable */
+            return rv;
+        }
+        if (status != NULL && strcmp(status, "ACTIVE") == 0) {
+            return APR_SUCCESS;
+        }
+        apr_sleep(apr_time_from_msec(250));
+    }
+    od_log_error(d->log, "dynamodb: table %s is not ACTIVE after 60 s (status %s)", d->table,
+                 status != NULL ? status : "unknown");
+    return OD_EUNAVAIL;
+}
+
+static apr_status_t od_ddb_enable_ttl(od_ddb_t *d, apr_pool_t *p)
+{
+    json_object *doc = NULL, *desc = NULL, *st = NULL;
+    apr_status_t rv = od_ddb_call(d, "DescribeTimeToLive", od_ddb_table_req(d->table, p), &doc, p);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (json_object_object_get_ex(doc, "TimeToLiveDescription", &desc) &&
+        json_object_object_get_ex(desc, "TimeToLiveStatus", &st) &&
+        (strcmp(json_object_get_string(st), "ENABLED") == 0 ||
+         strcmp(json_object_get_string(st), "ENABLING") == 0)) {
+        return APR_SUCCESS;
+    }
+    json_object *req = od_ddb_table_req(d->table, p), *spec = json_object_new_object();
+    json_object_object_add(spec, "AttributeName", json_object_new_string("expires_at"));
+    json_object_object_add(spec, "Enabled", json_object_new_boolean(1));
+    json_object_object_add(req, "TimeToLiveSpecification", spec);
+    return od_ddb_call(d, "UpdateTimeToLive", req, &doc, p);
+}
+
+apr_status_t od_dynamodb_init(od_aws_t *aws, const char *endpoint, const char *table, od_log_t *log,
+                              apr_pool_t *p)
+{
+    od_ddb_t d = {aws, endpoint, table, log};
+    const char *status = NULL;
+    apr_status_t rv = od_ddb_table_status(&d, &status, p);
+
+    if (rv == OD_ENOTFOUND) {
+        od_log_info(log, "dynamodb: creating table %s", table);
+        rv = od_ddb_create_table(&d, p);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = od_ddb_wait_active(&d, p);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = od_ddb_enable_ttl(&d, p);
+    }
+    if (rv == APR_SUCCESS) {
+        od_log_info(log, "dynamodb: table %s is ready (TTL on expires_at)", table);
+    }
+    return rv;
+}
