@@ -4,6 +4,7 @@
 
 #include <apr_strings.h>
 #include <json-c/json.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define OD_DDB_CONTENT_TYPE "application/x-amz-json-1.0"
@@ -11,6 +12,10 @@
 #define OD_DDB_CONFLICT_RETRIES 5
 #define OD_DDB_CONFLICT_DELAY apr_time_from_msec(5)
 #define OD_DDB_INIT_WAIT apr_time_from_sec(60)
+/* Pending events are spread over this many keys of the sparse outbox index, so a high order
+ * rate never concentrates on one index partition. */
+#define OD_DDB_OUTBOX_SHARDS 16
+#define OD_DDB_OUTBOX_INDEX "outbox"
 
 typedef struct od_ddb_s {
     od_aws_t *aws;
@@ -127,6 +132,27 @@ static json_object *od_ddb_idem_put(od_ddb_t *d, const od_store_order_t *o, apr_
     return put;
 }
 
+/* The shard of an event: from the last character of its (random) ULID tail. */
+static const char *od_ddb_shard(const char *event_id, apr_pool_t *p)
+{
+    unsigned char c = (unsigned char) event_id[strlen(event_id) - 1];
+    return apr_psprintf(p, "P%02u", (unsigned int) c % OD_DDB_OUTBOX_SHARDS);
+}
+
+/* The outbox on the order item itself: the event and, while pending, the sparse index keys
+ * (outbox_shard, outbox_due), which disappear when it is published. */
+static void od_ddb_outbox_attrs(json_object *item, const od_store_order_t *o, apr_pool_t *p)
+{
+    if (o->event_id == NULL) {
+        return;
+    }
+    json_object_object_add(item, "event_id", od_ddb_s(o->event_id));
+    json_object_object_add(item, "event", od_ddb_s(o->event));
+    json_object_object_add(item, "outbox_shard", od_ddb_s(od_ddb_shard(o->event_id, p)));
+    json_object_object_add(item, "outbox_due", od_ddb_n(o->event_due));
+    json_object_object_add(item, "outbox_attempts", od_ddb_n(0));
+}
+
 static json_object *od_ddb_order_put(od_ddb_t *d, const od_store_order_t *o, apr_pool_t *p)
 {
     json_object *item = json_object_new_object(), *put = json_object_new_object();
@@ -136,6 +162,7 @@ static json_object *od_ddb_order_put(od_ddb_t *d, const od_store_order_t *o, apr
     json_object_object_add(item, "idem_key", od_ddb_s(o->idem_key));
     json_object_object_add(item, "body", od_ddb_s(o->body));
     json_object_object_add(item, "created_at", od_ddb_n(o->created_at));
+    od_ddb_outbox_attrs(item, o, p);
     json_object_object_add(put, "TableName", json_object_new_string(d->table));
     json_object_object_add(put, "Item", item);
     json_object_object_add(put, "ConditionExpression",
@@ -294,7 +321,121 @@ static apr_status_t od_ddb_get_order(void *impl, const char *caller, const char 
     return APR_SUCCESS;
 }
 
-static const od_store_ops_t od_ddb_ops = {"dynamodb", od_ddb_put, od_ddb_get_order};
+/* ---- the outbox ---- */
+
+static json_object *od_ddb_order_key(const char *order_id, apr_pool_t *p)
+{
+    json_object *key = json_object_new_object();
+    json_object_object_add(key, "pk", od_ddb_s(apr_pstrcat(p, "ORDER#", order_id, NULL)));
+    return key;
+}
+
+static void od_ddb_event_item(json_object *item, apr_array_header_t *events, apr_pool_t *p)
+{
+    const char *id = od_ddb_get(item, "event_id", "S"), *ev = od_ddb_get(item, "event", "S");
+    const char *pk = od_ddb_get(item, "pk", "S"), *att = od_ddb_get(item, "outbox_attempts", "N");
+    const char *created = od_ddb_get(item, "created_at", "N");
+
+    if (id == NULL || ev == NULL || pk == NULL || strncmp(pk, "ORDER#", 6) != 0) {
+        return;
+    }
+    od_store_event_t *e = apr_array_push(events);
+    e->event_id = apr_pstrdup(p, id);
+    e->order_id = apr_pstrdup(p, pk + 6);
+    e->event_len = strlen(ev);
+    e->event = apr_pstrmemdup(p, ev, e->event_len);
+    e->created_at = created != NULL ? apr_atoi64(created) : 0;
+    e->attempts = att != NULL ? atoi(att) : 0;
+}
+
+static apr_status_t od_ddb_pending_shard(od_ddb_t *d, int shard, apr_time_t due_before, int max,
+                                         apr_array_header_t *events, apr_pool_t *p)
+{
+    json_object *req = od_ddb_owned(json_object_new_object(), p), *doc = NULL, *items = NULL;
+    json_object *values = json_object_new_object();
+
+    json_object_object_add(values, ":s", od_ddb_s(apr_psprintf(p, "P%02d", shard)));
+    json_object_object_add(values, ":d", od_ddb_n(due_before));
+    json_object_object_add(req, "TableName", json_object_new_string(d->table));
+    json_object_object_add(req, "IndexName", json_object_new_string(OD_DDB_OUTBOX_INDEX));
+    json_object_object_add(req, "KeyConditionExpression",
+                           json_object_new_string("outbox_shard = :s AND outbox_due <= :d"));
+    json_object_object_add(req, "ExpressionAttributeValues", values);
+    json_object_object_add(req, "Limit", json_object_new_int(max));
+    apr_status_t rv = od_ddb_call(d, "Query", req, &doc, p);
+    if (rv != APR_SUCCESS) {
+        return rv == OD_EINVAL ? OD_EUNAVAIL : rv;
+    }
+    if (json_object_object_get_ex(doc, "Items", &items)) {
+        for (size_t i = 0; i < json_object_array_length(items); i++) {
+            od_ddb_event_item(json_object_array_get_idx(items, i), events, p);
+        }
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t od_ddb_pending(void *impl, apr_time_t due_before, int max,
+                                   apr_array_header_t **events, apr_pool_t *p)
+{
+    apr_status_t rv = APR_SUCCESS;
+
+    *events = apr_array_make(p, max > 0 ? max : 1, sizeof(od_store_event_t));
+    for (int shard = 0; shard < OD_DDB_OUTBOX_SHARDS && rv == APR_SUCCESS; shard++) {
+        int room = max - (*events)->nelts;
+        if (room <= 0) {
+            break;
+        }
+        rv = od_ddb_pending_shard(impl, shard, due_before, room, *events, p);
+    }
+    return rv;
+}
+
+/* One UpdateItem on a pending event; a missing item or an event already published (by another
+ * instance) is success: the outcome wanted is "not pending". */
+static apr_status_t od_ddb_outbox_update(od_ddb_t *d, const od_store_event_t *e, const char *update,
+                                         json_object *values, apr_pool_t *p)
+{
+    json_object *req = od_ddb_owned(json_object_new_object(), p), *doc = NULL;
+
+    json_object_object_add(values, ":e", od_ddb_s(e->event_id));
+    json_object_object_add(req, "TableName", json_object_new_string(d->table));
+    json_object_object_add(req, "Key", od_ddb_order_key(e->order_id, p));
+    json_object_object_add(req, "UpdateExpression", json_object_new_string(update));
+    json_object_object_add(req, "ConditionExpression",
+                           json_object_new_string("attribute_exists(outbox_shard) AND "
+                                                  "event_id = :e"));
+    json_object_object_add(req, "ExpressionAttributeValues", values);
+    apr_status_t rv = od_ddb_call(d, "UpdateItem", req, &doc, p);
+    return rv == OD_ECONFLICT ? APR_SUCCESS : rv;
+}
+
+static apr_status_t od_ddb_published(void *impl, const od_store_event_t *events, int n,
+                                     apr_pool_t *p)
+{
+    apr_status_t first = APR_SUCCESS;
+
+    for (int i = 0; i < n; i++) {
+        json_object *values = json_object_new_object();
+        json_object_object_add(values, ":t", od_ddb_n(apr_time_now()));
+        apr_status_t rv = od_ddb_outbox_update(
+            impl, &events[i], "REMOVE outbox_shard, outbox_due SET published_at = :t", values, p);
+        first = first == APR_SUCCESS ? rv : first;
+    }
+    return first;
+}
+
+static apr_status_t od_ddb_reschedule(void *impl, const od_store_event_t *e, apr_time_t due,
+                                      apr_pool_t *p)
+{
+    json_object *values = json_object_new_object();
+
+    json_object_object_add(values, ":d", od_ddb_n(due));
+    json_object_object_add(values, ":one", od_ddb_n(1));
+    return od_ddb_outbox_update(impl, e, "SET outbox_due = :d ADD outbox_attempts :one", values, p);
+}
+
+static const od_store_ops_t od_ddb_ops = {"dynamodb",     od_ddb_put,       od_ddb_get_order,
+                                          od_ddb_pending, od_ddb_published, od_ddb_reschedule};
 
 apr_status_t od_dynamodb_create(od_store_t **out, od_aws_t *aws, const char *endpoint,
                                 const char *table, od_log_t *log, apr_pool_t *p)
@@ -318,36 +459,125 @@ static json_object *od_ddb_table_req(const char *table, apr_pool_t *p)
     return req;
 }
 
+static json_object *od_ddb_attr_def(const char *name, const char *type)
+{
+    json_object *def = json_object_new_object();
+    json_object_object_add(def, "AttributeName", json_object_new_string(name));
+    json_object_object_add(def, "AttributeType", json_object_new_string(type));
+    return def;
+}
+
+static json_object *od_ddb_key_elem(const char *name, const char *type)
+{
+    json_object *key = json_object_new_object();
+    json_object_object_add(key, "AttributeName", json_object_new_string(name));
+    json_object_object_add(key, "KeyType", json_object_new_string(type));
+    return key;
+}
+
+static json_object *od_ddb_attr_defs(int with_pk)
+{
+    json_object *defs = json_object_new_array();
+
+    if (with_pk) {
+        json_object_array_add(defs, od_ddb_attr_def("pk", "S"));
+    }
+    json_object_array_add(defs, od_ddb_attr_def("outbox_shard", "S"));
+    json_object_array_add(defs, od_ddb_attr_def("outbox_due", "N"));
+    return defs;
+}
+
+/* The sparse outbox index: only items with outbox_shard (pending events) are in it. */
+static json_object *od_ddb_outbox_index(void)
+{
+    json_object *gsi = json_object_new_object(), *keys = json_object_new_array();
+    json_object *proj = json_object_new_object();
+
+    json_object_array_add(keys, od_ddb_key_elem("outbox_shard", "HASH"));
+    json_object_array_add(keys, od_ddb_key_elem("outbox_due", "RANGE"));
+    json_object_object_add(proj, "ProjectionType", json_object_new_string("ALL"));
+    json_object_object_add(gsi, "IndexName", json_object_new_string(OD_DDB_OUTBOX_INDEX));
+    json_object_object_add(gsi, "KeySchema", keys);
+    json_object_object_add(gsi, "Projection", proj);
+    return gsi;
+}
+
 static apr_status_t od_ddb_create_table(od_ddb_t *d, apr_pool_t *p)
 {
     json_object *req = od_ddb_table_req(d->table, p), *doc = NULL;
-    json_object *defs = json_object_new_array(), *def = json_object_new_object();
-    json_object *keys = json_object_new_array(), *key = json_object_new_object();
-    json_object_object_add(def, "AttributeName", json_object_new_string("pk"));
-    json_object_object_add(def, "AttributeType", json_object_new_string("S"));
-    json_object_array_add(defs, def);
-    json_object_object_add(key, "AttributeName", json_object_new_string("pk"));
-    json_object_object_add(key, "KeyType", json_object_new_string("HASH"));
-    json_object_array_add(keys, key);
-    json_object_object_add(req, "AttributeDefinitions", defs);
+    json_object *keys = json_object_new_array(), *gsis = json_object_new_array();
+
+    json_object_array_add(keys, od_ddb_key_elem("pk", "HASH"));
+    json_object_array_add(gsis, od_ddb_outbox_index());
+    json_object_object_add(req, "AttributeDefinitions", od_ddb_attr_defs(1));
     json_object_object_add(req, "KeySchema", keys);
+    json_object_object_add(req, "GlobalSecondaryIndexes", gsis);
     json_object_object_add(req, "BillingMode", json_object_new_string("PAY_PER_REQUEST"));
     /* Another instance may create it at the same moment: that is success too. */
     apr_status_t rv = od_ddb_call_ex(d, "CreateTable", req, "ResourceInUseException", &doc, p);
     return rv == OD_ENOTFOUND ? APR_SUCCESS : rv;
 }
 
-/* The table's status ("ACTIVE", "CREATING", ...), or NULL if it does not exist. */
-static apr_status_t od_ddb_table_status(od_ddb_t *d, const char **status, apr_pool_t *p)
+/* A table created before the outbox existed gets its index added. */
+static apr_status_t od_ddb_add_outbox_index(od_ddb_t *d, apr_pool_t *p)
+{
+    json_object *req = od_ddb_table_req(d->table, p), *doc = NULL;
+    json_object *updates = json_object_new_array(), *create = json_object_new_object();
+
+    json_object_object_add(create, "Create", od_ddb_outbox_index());
+    json_object_array_add(updates, create);
+    json_object_object_add(req, "AttributeDefinitions", od_ddb_attr_defs(0));
+    json_object_object_add(req, "GlobalSecondaryIndexUpdates", updates);
+    od_log_info(d->log, "dynamodb: adding index %s to table %s", OD_DDB_OUTBOX_INDEX, d->table);
+    return od_ddb_call(d, "UpdateTable", req, &doc, p);
+}
+
+/* Whether a DescribeTable answer's table has the outbox index, and that index is ACTIVE. */
+static void od_ddb_index_state(json_object *table, int *has_index, int *index_active)
+{
+    json_object *gsis = NULL, *name = NULL, *st = NULL;
+
+    *has_index = *index_active = 0;
+    if (!json_object_object_get_ex(table, "GlobalSecondaryIndexes", &gsis)) {
+        return;
+    }
+    for (size_t i = 0; i < json_object_array_length(gsis); i++) {
+        json_object *g = json_object_array_get_idx(gsis, i);
+        if (json_object_object_get_ex(g, "IndexName", &name) &&
+            strcmp(json_object_get_string(name), OD_DDB_OUTBOX_INDEX) == 0) {
+            *has_index = 1;
+            *index_active = !json_object_object_get_ex(g, "IndexStatus", &st) ||
+                            strcmp(json_object_get_string(st), "ACTIVE") == 0;
+        }
+    }
+}
+
+/* The table's status ("ACTIVE", "CREATING", ...; NULL if it does not exist) and its index's. */
+static apr_status_t od_ddb_table_status_ex(od_ddb_t *d, const char **status, int *has_index,
+                                           int *index_active, apr_pool_t *p)
 {
     json_object *doc = NULL, *t = NULL, *s = NULL;
     apr_status_t rv = od_ddb_call_ex(d, "DescribeTable", od_ddb_table_req(d->table, p),
                                      "ResourceNotFoundException", &doc, p);
 
     *status = NULL;
+    *has_index = *index_active = 0;
     if (rv == APR_SUCCESS && json_object_object_get_ex(doc, "Table", &t) &&
         json_object_object_get_ex(t, "TableStatus", &s)) {
         *status = apr_pstrdup(p, json_object_get_string(s));
+        od_ddb_index_state(t, has_index, index_active);
+    }
+    return rv;
+}
+
+static apr_status_t od_ddb_table_status(od_ddb_t *d, const char **status, apr_pool_t *p)
+{
+    int has_index = 0, index_active = 0;
+    apr_status_t rv = od_ddb_table_status_ex(d, status, &has_index, &index_active, p);
+
+    /* Ready means: the table and its outbox index are both active. */
+    if (rv == APR_SUCCESS && *status != NULL && strcmp(*status, "ACTIVE") == 0 && !index_active) {
+        *status = has_index ? "INDEX_CREATING" : "NO_INDEX";
     }
     return rv;
 }
@@ -403,6 +633,8 @@ apr_status_t od_dynamodb_init(od_aws_t *aws, const char *endpoint, const char *t
     if (rv == OD_ENOTFOUND) {
         od_log_info(log, "dynamodb: creating table %s", table);
         rv = od_ddb_create_table(&d, p);
+    } else if (rv == APR_SUCCESS && status != NULL && strcmp(status, "NO_INDEX") == 0) {
+        rv = od_ddb_add_outbox_index(&d, p);
     }
     if (rv == APR_SUCCESS) {
         rv = od_ddb_wait_active(&d, p);
@@ -411,7 +643,8 @@ apr_status_t od_dynamodb_init(od_aws_t *aws, const char *endpoint, const char *t
         rv = od_ddb_enable_ttl(&d, p);
     }
     if (rv == APR_SUCCESS) {
-        od_log_info(log, "dynamodb: table %s is ready (TTL on expires_at)", table);
+        od_log_info(log, "dynamodb: table %s is ready (TTL on expires_at, index %s)", table,
+                    OD_DDB_OUTBOX_INDEX);
     }
     return rv;
 }

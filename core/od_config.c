@@ -29,6 +29,7 @@ typedef struct od_conf_key_t {
 
 static const char *const od_store_choices[] = {"sqlite", "dynamodb", NULL};
 static const char *const od_level_choices[] = {"debug", "info", "warn", "error", NULL};
+static const char *const od_sink_choices[] = {"none", "file", "sns", "sqs", "eventbridge", NULL};
 
 #define OD_INT(name, lo, hi)                                                                       \
     {                                                                                              \
@@ -72,6 +73,23 @@ static const od_conf_key_t od_conf_keys[] = {
     OD_INT(aws_retry_cap_ms, 1, 60000),
     OD_STR(dynamodb_endpoint),
     OD_STR(dynamodb_table),
+    {"events_sink", OD_CONF_ENUM, offsetof(od_settings_t, events_sink), 0, 0, od_sink_choices},
+    OD_STR(events_file),
+    OD_INT(events_retry_after_s, 1, 86400),
+    OD_INT(events_batch_max, 1, 10000),
+    OD_STR(sns_topic_arn),
+    OD_STR(sns_endpoint),
+    OD_STR(sqs_queue_url),
+    OD_STR(sqs_endpoint),
+    OD_STR(eventbridge_bus),
+    OD_STR(eventbridge_source),
+    OD_STR(eventbridge_detail_type),
+    OD_STR(eventbridge_endpoint),
+    OD_STR(handler_command),
+    OD_INT(consumer_wait_time_s, 0, 20),
+    OD_INT(consumer_max_messages, 1, 10),
+    OD_INT(consumer_processed_ttl_s, 1, 30 * 86400),
+    OD_INT(consumer_handler_timeout_s, 1, 3600),
 };
 
 #define OD_CONF_NKEYS (sizeof(od_conf_keys) / sizeof(od_conf_keys[0]))
@@ -105,6 +123,23 @@ void od_config_defaults(od_settings_t *out)
     out->aws_retry_base_ms = 25;
     out->aws_retry_cap_ms = 1000;
     out->dynamodb_table = "orderd";
+    out->events_sink = OD_SINK_KIND_FILE;
+    out->events_file = "events.jsonl";
+    out->events_retry_after_s = 10;
+    out->events_batch_max = 100;
+    out->eventbridge_bus = "default";
+    out->eventbridge_source = "orderd";
+    out->eventbridge_detail_type = "order.accepted";
+    out->consumer_wait_time_s = 20;
+    out->consumer_max_messages = 10;
+    out->consumer_processed_ttl_s = 7 * 86400;
+    out->consumer_handler_timeout_s = 60;
+}
+
+const char *od_config_sink_name(od_sink_kind_e kind)
+{
+    return (kind >= OD_SINK_KIND_NONE && kind <= OD_SINK_KIND_EVENTBRIDGE) ? od_sink_choices[kind]
+                                                                           : "?";
 }
 
 const char *od_config_log_level_name(od_log_level_e level)

@@ -17,6 +17,14 @@
 
 typedef enum od_store_kind_e { OD_STORE_KIND_SQLITE, OD_STORE_KIND_DYNAMODB } od_store_kind_e;
 
+typedef enum od_sink_kind_e {
+    OD_SINK_KIND_NONE,
+    OD_SINK_KIND_FILE,
+    OD_SINK_KIND_SNS,
+    OD_SINK_KIND_SQS,
+    OD_SINK_KIND_EVENTBRIDGE
+} od_sink_kind_e;
+
 typedef enum od_log_level_e { OD_LOG_DEBUG, OD_LOG_INFO, OD_LOG_WARN, OD_LOG_ERROR } od_log_level_e;
 
 typedef struct od_settings_t {
@@ -52,6 +60,25 @@ typedef struct od_settings_t {
     int aws_retry_cap_ms;
     const char *dynamodb_endpoint;
     const char *dynamodb_table;
+    /* Events (order.accepted) through the outbox. */
+    od_sink_kind_e events_sink;
+    const char *events_file;  /* file sink: JSON Lines, appended and fsynced */
+    int events_retry_after_s; /* the relay re-publishes events pending this long */
+    int events_batch_max;     /* events per relay round */
+    const char *sns_topic_arn;
+    const char *sns_endpoint;
+    const char *sqs_queue_url; /* the sqs sink's queue, and the consumer's */
+    const char *sqs_endpoint;
+    const char *eventbridge_bus;
+    const char *eventbridge_source;
+    const char *eventbridge_detail_type;
+    const char *eventbridge_endpoint;
+    /* order-consumer */
+    const char *handler_command;  /* executable given each event's JSON on stdin */
+    int consumer_wait_time_s;     /* SQS long-poll WaitTimeSeconds */
+    int consumer_max_messages;    /* per ReceiveMessage, 1..10 */
+    int consumer_processed_ttl_s; /* how long a processed event_id is remembered */
+    int consumer_handler_timeout_s;
 } od_settings_t;
 
 /** Fills @p out with the defaults. Thread-safe. */
@@ -65,6 +92,9 @@ void od_config_defaults(od_settings_t *out);
  */
 apr_status_t od_config_parse(od_settings_t *out, const char *text, apr_size_t len,
                              const char *filename, const char **errmsg, apr_pool_t *p);
+
+/** The name of an events sink ("none", "file", "sns", "sqs", "eventbridge"). */
+const char *od_config_sink_name(od_sink_kind_e kind);
 
 /** The name of a log level ("debug", "info", "warn", "error"). */
 const char *od_config_log_level_name(od_log_level_e level);

@@ -19,7 +19,8 @@ run_suite() {
     local name=$1 sanitize=$2
     shift 2
     echo "== [$name] build"
-    od_build "$out/$name" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORDERD_SANITIZE="$sanitize"
+    od_build "$out/$name" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORDERD_SANITIZE="$sanitize" \
+        -DORDERD_FAULT_INJECTION=ON
     echo "== [$name] test"
     (cd "$out/$name" && ctest --output-on-failure -j2 "$@") || status=1
 }

@@ -51,12 +51,9 @@ static int od_abort_oom(int status)
 static int od_parse_args(od_args_t *args, int argc, const char *const *argv, apr_pool_t *p)
 {
     static const apr_getopt_option_t opts[] = {
-        {"config", 'c', 1, "configuration file"},
-        {"test", 't', 0, "check configuration"},
-        {"version", 'V', 0, "print version"},
-        {"help", 'h', 0, "usage"},
-        {"init-store", 'I', 0, "create the store"},
-        {NULL, 0, 0, NULL},
+        {"config", 'c', 1, "configuration file"},   {"test", 't', 0, "check configuration"},
+        {"version", 'V', 0, "print version"},       {"help", 'h', 0, "usage"},
+        {"init-store", 'I', 0, "create the store"}, {NULL, 0, 0, NULL},
     };
     apr_getopt_t *g = NULL;
     const char *arg = NULL;

@@ -1,6 +1,7 @@
 /* od_api: the orders API handlers. */
 #include "od_api.h"
 #include "od_canon.h"
+#include "od_event.h"
 #include "od_problem.h"
 #include "od_status.h"
 #include "od_ulid.h"
@@ -20,13 +21,15 @@ struct od_api_s {
     const od_order_rules_t *rules;
     od_cache_t *cache;
     od_store_t *store;
+    od_outbox_t *outbox;
     od_log_t *log;
     apr_interval_time_t ttl;
+    apr_interval_time_t event_retry_after;
 };
 
 apr_status_t od_api_create(od_api_t **out, const od_settings_t *settings,
                            const od_order_rules_t *rules, od_cache_t *cache, od_store_t *store,
-                           od_log_t *log, apr_pool_t *p)
+                           od_outbox_t *outbox, od_log_t *log, apr_pool_t *p)
 {
     od_api_t *api = apr_pcalloc(p, sizeof(*api));
 
@@ -35,8 +38,10 @@ apr_status_t od_api_create(od_api_t **out, const od_settings_t *settings,
     api->rules = rules;
     api->cache = cache;
     api->store = store;
+    api->outbox = outbox;
     api->log = log;
     api->ttl = apr_time_from_sec(settings->idempotency_ttl_s);
+    api->event_retry_after = apr_time_from_sec(settings->events_retry_after_s);
     *out = api;
     return APR_SUCCESS;
 }
@@ -100,26 +105,53 @@ static void od_api_answer_store_error(od_api_t *api, od_request_t *r, apr_status
 
 /* ---- POST /orders ---- */
 
+/* The order and its event, as the store is to write them in one atomic step. */
+static apr_status_t od_api_record(od_api_t *api, od_store_order_t *rec, const od_order_t *order,
+                                  const char *caller, const char *key, apr_time_t now,
+                                  apr_pool_t *p)
+{
+    char *order_id = apr_palloc(p, OD_ULID_LEN + 1), *event_id = apr_palloc(p, OD_ULID_LEN + 1);
+
+    if (od_ulid_generate(order_id, now) != APR_SUCCESS ||
+        od_ulid_generate(event_id, now) != APR_SUCCESS) {
+        od_log_error(api->log, "api: od_ulid_generate failed (random generator)");
+        return APR_EGENERAL;
+    }
+    const char *body = od_order_render(order, order_id, now, p);
+    rec->caller = caller;
+    rec->idem_key = key;
+    rec->order_id = order_id;
+    rec->body = body;
+    rec->body_len = strlen(body);
+    rec->created_at = now;
+    rec->expires_at = now + api->ttl;
+    if (api->outbox != NULL) {
+        rec->event_id = event_id;
+        rec->event = od_event_render(event_id, body, now, &rec->event_len, p);
+        rec->event_due = now + api->event_retry_after;
+    }
+    return APR_SUCCESS;
+}
+
 /* The order is new to the hot cache: give it an id and let the store decide. */
 static void od_api_store_new(od_api_t *api, od_request_t *r, const od_order_t *order,
                              const char *key, apr_time_t now)
 {
     apr_pool_t *p = od_request_pool(r);
-    char order_id[OD_ULID_LEN + 1];
+    od_store_order_t rec = {0};
     od_store_result_t res;
+    apr_status_t rv = od_api_record(api, &rec, order, od_request_caller(r), key, now, p);
 
-    if (od_ulid_generate(order_id, now) != APR_SUCCESS) {
-        od_log_error(api->log, "api: od_ulid_generate failed (random generator)");
-        od_api_answer_store_error(api, r, APR_EGENERAL);
-        return;
+    if (rv == APR_SUCCESS) {
+        rv = od_store_put(api->store, &rec, &res, p);
     }
-    const char *body = od_order_render(order, order_id, now, p);
-    od_store_order_t rec = {od_request_caller(r), key, order_id,      body,
-                            strlen(body),         now, now + api->ttl};
-    apr_status_t rv = od_store_put(api->store, &rec, &res, p);
     if (rv != APR_SUCCESS) {
         od_api_answer_store_error(api, r, rv);
         return;
+    }
+    if (res.outcome == OD_STORE_CREATED && api->outbox != NULL) {
+        od_store_event_t ev = {rec.event_id, rec.order_id, rec.event, rec.event_len, now, 0};
+        od_outbox_submit(api->outbox, &ev);
     }
     od_cache_entry_t entry = {res.order_id, res.body, res.body_len, res.created_at};
     od_cache_put(api->cache, key, &entry, apr_time_now());

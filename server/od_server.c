@@ -4,7 +4,10 @@
 #include "od_aws.h"
 #include "od_aws_creds.h"
 #include "od_cache.h"
+#include "od_aws_sinks.h"
 #include "od_dynamodb.h"
+#include "od_outbox.h"
+#include "od_sink_file.h"
 #include "od_http.h"
 #include "od_keys.h"
 #include "od_order.h"
@@ -13,6 +16,8 @@
 
 #include <apr_file_io.h>
 #include <apr_strings.h>
+#include <stdlib.h>
+#include <string.h>
 
 struct od_server_s {
     const od_settings_t *settings;
@@ -20,8 +25,10 @@ struct od_server_s {
     od_order_rules_t *rules;
     od_keys_t *keys;
     od_cache_t *cache;
-    od_aws_t *aws; /* NULL unless store = dynamodb */
+    od_aws_t *aws; /* NULL unless the store or the sink is on AWS */
     od_store_t *store;
+    od_sink_t *sink;
+    od_outbox_t *outbox;
     od_api_t *api;
     od_http_t *http;
 };
@@ -96,7 +103,7 @@ apr_status_t od_server_load_config(od_settings_t *out, const char *path, const c
     return rv;
 }
 
-/* The shared AWS client and the DynamoDB endpoint, from the settings and the environment. */
+/* The shared AWS client (and, for the store, the DynamoDB endpoint). */
 static apr_status_t od_server_open_aws(od_aws_t **aws, const char **endpoint,
                                        const od_settings_t *s, od_log_t *log, apr_pool_t *p)
 {
@@ -124,9 +131,17 @@ static apr_status_t od_server_open_aws(od_aws_t **aws, const char **endpoint,
                            s->aws_retry_base_ms,
                            s->aws_retry_cap_ms};
     *endpoint = od_aws_resolve_endpoint(s->dynamodb_endpoint, "DYNAMODB", "dynamodb", region, p);
-    od_log_info(log, "server: DynamoDB table %s at %s (region %s)", s->dynamodb_table, *endpoint,
-                region);
+    if (s->store == OD_STORE_KIND_DYNAMODB) {
+        od_log_info(log, "server: DynamoDB table %s at %s (region %s)", s->dynamodb_table,
+                    *endpoint, region);
+    }
     return od_aws_create(aws, &ao, creds, log, p);
+}
+
+static int od_server_sink_on_aws(const od_settings_t *s)
+{
+    return s->events_sink == OD_SINK_KIND_SNS || s->events_sink == OD_SINK_KIND_SQS ||
+           s->events_sink == OD_SINK_KIND_EVENTBRIDGE;
 }
 
 static apr_status_t od_server_open_store(od_server_t *srv, apr_pool_t *p)
@@ -134,11 +149,14 @@ static apr_status_t od_server_open_store(od_server_t *srv, apr_pool_t *p)
     const od_settings_t *s = srv->settings;
     const char *endpoint = NULL;
 
-    if (s->store == OD_STORE_KIND_DYNAMODB) {
+    if (s->store == OD_STORE_KIND_DYNAMODB || od_server_sink_on_aws(s)) {
         apr_status_t rv = od_server_open_aws(&srv->aws, &endpoint, s, srv->log, p);
-        return rv != APR_SUCCESS ? rv
-                                 : od_dynamodb_create(&srv->store, srv->aws, endpoint,
-                                                      s->dynamodb_table, srv->log, p);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    if (s->store == OD_STORE_KIND_DYNAMODB) {
+        return od_dynamodb_create(&srv->store, srv->aws, endpoint, s->dynamodb_table, srv->log, p);
     }
     return od_sqlite_create(&srv->store, s->sqlite_path, s->worker_threads, s->sqlite_batch_max,
                             srv->log, p);
@@ -160,6 +178,81 @@ apr_status_t od_server_init_store(const od_settings_t *s, od_log_t *log, apr_poo
     }
     apr_status_t rv = od_server_open_aws(&aws, &endpoint, s, log, p);
     return rv != APR_SUCCESS ? rv : od_dynamodb_init(aws, endpoint, s->dynamodb_table, log, p);
+}
+
+/* A required key of the chosen sink; logs which one is missing. */
+static int od_server_need(od_server_t *srv, const char *value, const char *key)
+{
+    if (value == NULL) {
+        od_log_error(srv->log, "server: events_sink = %s needs %s",
+                     od_config_sink_name(srv->settings->events_sink), key);
+    }
+    return value != NULL;
+}
+
+static apr_status_t od_server_open_aws_sink(od_server_t *srv, apr_pool_t *p)
+{
+    const od_settings_t *s = srv->settings;
+    const char *region = od_aws_region(srv->aws);
+
+    switch (s->events_sink) {
+    case OD_SINK_KIND_SNS:
+        return !od_server_need(srv, s->sns_topic_arn, "sns_topic_arn")
+                   ? OD_ECONFIG
+                   : od_sns_sink_create(
+                         &srv->sink, srv->aws,
+                         od_aws_resolve_endpoint(s->sns_endpoint, "SNS", "sns", region, p),
+                         s->sns_topic_arn, srv->log, p);
+    case OD_SINK_KIND_SQS:
+        return !od_server_need(srv, s->sqs_queue_url, "sqs_queue_url")
+                   ? OD_ECONFIG
+                   : od_sqs_sink_create(
+                         &srv->sink, srv->aws,
+                         od_aws_resolve_endpoint(s->sqs_endpoint, "SQS", "sqs", region, p),
+                         s->sqs_queue_url, srv->log, p);
+    default:
+        return od_eventbridge_sink_create(
+            &srv->sink, srv->aws,
+            od_aws_resolve_endpoint(s->eventbridge_endpoint, "EVENTS", "events", region, p),
+            s->eventbridge_bus, s->eventbridge_source, s->eventbridge_detail_type, srv->log, p);
+    }
+}
+
+/* Fault injection, compiled into test builds only: ORDERD_FAULT_SKIP_PROMPT_PUBLISH=1 makes
+ * orderd behave as if it always died between storing an order and publishing its event. */
+static int od_server_skip_prompt(od_log_t *log)
+{
+#ifdef ORDERD_FAULT_INJECTION
+    const char *v = getenv("ORDERD_FAULT_SKIP_PROMPT_PUBLISH");
+    if (v != NULL && strcmp(v, "1") == 0) {
+        od_log_warn(log, "server: fault injection: events are never published promptly");
+        return 1;
+    }
+#endif
+    (void) log;
+    return 0;
+}
+
+static apr_status_t od_server_open_events(od_server_t *srv, apr_pool_t *p)
+{
+    const od_settings_t *s = srv->settings;
+    apr_status_t rv;
+
+    if (s->events_sink == OD_SINK_KIND_NONE) {
+        /* No events at all: nothing is written to the outbox and no relay runs. */
+        return od_sink_none_create(&srv->sink, p);
+    }
+    if (s->events_sink == OD_SINK_KIND_FILE) {
+        rv = od_sink_file_create(&srv->sink, s->events_file, srv->log, p);
+    } else {
+        rv = od_server_open_aws_sink(srv, p);
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    od_outbox_options_t oo = {apr_time_from_sec(s->events_retry_after_s), s->events_batch_max, 4096,
+                              od_server_skip_prompt(srv->log)};
+    return od_outbox_create(&srv->outbox, srv->store, srv->sink, &oo, srv->log, p);
 }
 
 static apr_status_t od_server_parts(od_server_t *srv, apr_pool_t *p)
@@ -197,7 +290,11 @@ apr_status_t od_server_create(od_server_t **out, const od_settings_t *settings, 
         rv = od_server_open_store(srv, p);
     }
     if (rv == APR_SUCCESS) {
-        rv = od_api_create(&srv->api, settings, srv->rules, srv->cache, srv->store, log, p);
+        rv = od_server_open_events(srv, p);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = od_api_create(&srv->api, settings, srv->rules, srv->cache, srv->store, srv->outbox,
+                           log, p);
     }
     if (rv == APR_SUCCESS) {
         od_http_handler_t handler = od_api_handler(srv->api);
@@ -223,9 +320,10 @@ apr_status_t od_server_start(od_server_t *srv)
     }
     od_log_info(srv->log,
                 "server: orderd %s listening on %s:%d (store=%s, http_threads=%d, "
-                "worker_threads=%d, queue_limit=%d)",
+                "worker_threads=%d, queue_limit=%d, events=%s)",
                 ORDERD_VERSION, s->listen_address, od_http_port(srv->http),
-                od_store_name(srv->store), s->http_threads, s->worker_threads, s->queue_limit);
+                od_store_name(srv->store), s->http_threads, s->worker_threads, s->queue_limit,
+                od_sink_name(srv->sink));
     return APR_SUCCESS;
 }
 
@@ -234,5 +332,9 @@ void od_server_stop(od_server_t *srv)
     od_log_info(srv->log, "server: stopping (finishing in-flight requests, up to %d s)",
                 srv->settings->shutdown_timeout_s);
     od_http_stop(srv->http, apr_time_from_sec(srv->settings->shutdown_timeout_s));
+    /* After the last request: flush what is queued for publishing; the rest stays pending. */
+    if (srv->outbox != NULL) {
+        od_outbox_stop(srv->outbox, apr_time_from_sec(5));
+    }
     od_log_info(srv->log, "server: stopped");
 }

@@ -14,8 +14,18 @@
 #define OD_SQLITE_PURGE_EVERY apr_time_from_sec(1)
 #define OD_SQLITE_PURGE_ROWS 5000
 
-/* One queued put; lives on the waiting caller's stack. */
+typedef enum od_sqlite_kind_e {
+    OD_SQLITE_PUT,
+    OD_SQLITE_PUBLISHED,
+    OD_SQLITE_RESCHEDULE
+} od_sqlite_kind_e;
+
+/* One queued write; lives on the waiting caller's stack. */
 typedef struct od_sqlite_req_t {
+    od_sqlite_kind_e kind;
+    const od_store_event_t *event; /* PUBLISHED (an array of nevents), RESCHEDULE */
+    int nevents;
+    apr_time_t due; /* RESCHEDULE */
     const od_store_order_t *order;
     od_store_result_t *result;
     apr_pool_t *pool; /* the caller's; used by the writer only while the caller waits */
@@ -32,12 +42,16 @@ typedef struct od_sqlite_writer_t {
     sqlite3_stmt *order_get;
     sqlite3_stmt *order_put;
     sqlite3_stmt *purge;
+    sqlite3_stmt *outbox_put;
+    sqlite3_stmt *outbox_done;
+    sqlite3_stmt *outbox_later;
 } od_sqlite_writer_t;
 
 /* A read connection, pooled in the reslist. */
 typedef struct od_sqlite_reader_t {
     sqlite3 *db;
     sqlite3_stmt *get;
+    sqlite3_stmt *pending;
 } od_sqlite_reader_t;
 
 typedef struct od_sqlite_s {
@@ -64,7 +78,11 @@ static const char od_sqlite_schema[] =
     "CREATE TABLE IF NOT EXISTS idem (caller TEXT NOT NULL, idem_key TEXT NOT NULL,"
     " order_id TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (caller, idem_key));"
     "CREATE INDEX IF NOT EXISTS idem_expires ON idem(expires_at);"
-    "PRAGMA user_version=1;";
+    "CREATE TABLE IF NOT EXISTS outbox (event_id TEXT PRIMARY KEY, order_id TEXT NOT NULL,"
+    " body TEXT NOT NULL, created_at INTEGER NOT NULL, due_at INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(due_at);"
+    "PRAGMA user_version=2;";
 
 static apr_status_t od_sqlite_fail(od_sqlite_t *s, sqlite3 *db, const char *call)
 {
@@ -122,6 +140,11 @@ static apr_status_t od_sqlite_writer_open(od_sqlite_t *s)
                         " VALUES (?1, ?2, ?3, ?4, ?5)"},
         {&w->purge, "DELETE FROM idem WHERE rowid IN"
                     " (SELECT rowid FROM idem WHERE expires_at <= ?1 LIMIT ?2)"},
+        {&w->outbox_put, "INSERT INTO outbox (event_id, order_id, body, created_at, due_at)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5)"},
+        {&w->outbox_done, "DELETE FROM outbox WHERE event_id = ?1"},
+        {&w->outbox_later, "UPDATE outbox SET due_at = ?2, attempts = attempts + 1"
+                           " WHERE event_id = ?1"},
     };
     for (apr_size_t i = 0; rv == APR_SUCCESS && i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         rv = od_sqlite_prepare(s, w->db, stmts[i].st, stmts[i].sql);
@@ -131,7 +154,8 @@ static apr_status_t od_sqlite_writer_open(od_sqlite_t *s)
 
 static void od_sqlite_writer_close(od_sqlite_writer_t *w)
 {
-    sqlite3_stmt *all[] = {w->idem_get, w->idem_put, w->order_get, w->order_put, w->purge};
+    sqlite3_stmt *all[] = {w->idem_get, w->idem_put,   w->order_get,   w->order_put,
+                           w->purge,    w->outbox_put, w->outbox_done, w->outbox_later};
 
     for (apr_size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         sqlite3_finalize(all[i]);
@@ -179,6 +203,23 @@ static int od_sqlite_find_live(od_sqlite_t *s, od_sqlite_req_t *req)
     return SQLITE_ROW;
 }
 
+/* The outbox row, in the order's own transaction: the event can never be lost apart from it. */
+static int od_sqlite_insert_event(od_sqlite_t *s, const od_store_order_t *o)
+{
+    sqlite3_stmt *st = s->w.outbox_put;
+
+    if (o->event_id == NULL) {
+        return SQLITE_DONE;
+    }
+    sqlite3_reset(st);
+    od_sqlite_bind_text(st, 1, o->event_id, strlen(o->event_id));
+    od_sqlite_bind_text(st, 2, o->order_id, strlen(o->order_id));
+    od_sqlite_bind_text(st, 3, o->event, o->event_len);
+    sqlite3_bind_int64(st, 4, o->created_at);
+    sqlite3_bind_int64(st, 5, o->event_due);
+    return sqlite3_step(st);
+}
+
 static int od_sqlite_insert(od_sqlite_t *s, od_sqlite_req_t *req)
 {
     od_sqlite_writer_t *w = &s->w;
@@ -202,6 +243,9 @@ static int od_sqlite_insert(od_sqlite_t *s, od_sqlite_req_t *req)
     if ((rc = sqlite3_step(w->idem_put)) != SQLITE_DONE) {
         return rc;
     }
+    if ((rc = od_sqlite_insert_event(s, o)) != SQLITE_DONE) {
+        return rc;
+    }
     req->result->outcome = OD_STORE_CREATED;
     req->result->order_id = o->order_id;
     req->result->body = o->body;
@@ -210,20 +254,43 @@ static int od_sqlite_insert(od_sqlite_t *s, od_sqlite_req_t *req)
     return SQLITE_DONE;
 }
 
-/* One order in its own savepoint, so a failure undoes that order alone. */
+/* Marks outbox events published (their rows go) or one due later. */
+static int od_sqlite_outbox_update(od_sqlite_t *s, od_sqlite_req_t *req)
+{
+    sqlite3_stmt *st = req->kind == OD_SQLITE_PUBLISHED ? s->w.outbox_done : s->w.outbox_later;
+    int rc = SQLITE_DONE;
+
+    for (int i = 0; i < req->nevents && rc == SQLITE_DONE; i++) {
+        const char *id = req->event[i].event_id;
+        sqlite3_reset(st);
+        od_sqlite_bind_text(st, 1, id, strlen(id));
+        if (req->kind == OD_SQLITE_RESCHEDULE) {
+            sqlite3_bind_int64(st, 2, req->due);
+        }
+        rc = sqlite3_step(st);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* One write in its own savepoint, so a failure undoes that write alone. */
 static apr_status_t od_sqlite_apply(od_sqlite_t *s, od_sqlite_req_t *req)
 {
+    int rc;
+
     if (od_sqlite_exec(s, "SAVEPOINT o") != APR_SUCCESS) {
         return OD_EUNAVAIL;
     }
-    int rc = od_sqlite_find_live(s, req);
-    if (rc == SQLITE_DONE) {
+    if (req->kind != OD_SQLITE_PUT) {
+        rc = od_sqlite_outbox_update(s, req);
+    } else if ((rc = od_sqlite_find_live(s, req)) == SQLITE_DONE) {
         rc = od_sqlite_insert(s, req);
     }
     sqlite3_reset(s->w.idem_get);
     sqlite3_reset(s->w.order_get);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        od_log_error(s->log, "sqlite: storing order %s failed: %s", req->order->order_id,
+        od_log_error(s->log, "sqlite: writing %s failed: %s",
+                     req->kind == OD_SQLITE_PUT ? req->order->order_id : req->event[0].event_id,
                      sqlite3_errmsg(s->w.db));
         od_sqlite_exec(s, "ROLLBACK TO o");
         od_sqlite_exec(s, "RELEASE o");
@@ -317,29 +384,48 @@ static void *APR_THREAD_FUNC od_sqlite_writer(apr_thread_t *thread, void *data)
 
 /* ---- the store interface ---- */
 
-static apr_status_t od_sqlite_put(void *impl, const od_store_order_t *order,
-                                  od_store_result_t *result, apr_pool_t *p)
+/* Queues a write for the writer thread and waits until its batch is committed. */
+static apr_status_t od_sqlite_submit(od_sqlite_t *s, od_sqlite_req_t *req)
 {
-    od_sqlite_t *s = impl;
-    od_sqlite_req_t req = {order, result, p, APR_SUCCESS, 0, NULL};
-
     apr_thread_mutex_lock(s->lock);
     if (s->stopping) {
         apr_thread_mutex_unlock(s->lock);
         return OD_ESHUTDOWN;
     }
     if (s->tail != NULL) {
-        s->tail->next = &req;
+        s->tail->next = req;
     } else {
-        s->head = &req;
+        s->head = req;
     }
-    s->tail = &req;
+    s->tail = req;
     apr_thread_cond_signal(s->work);
-    while (!req.done) {
+    while (!req->done) {
         apr_thread_cond_wait(s->done, s->lock);
     }
     apr_thread_mutex_unlock(s->lock);
-    return req.status;
+    return req->status;
+}
+
+static apr_status_t od_sqlite_put(void *impl, const od_store_order_t *order,
+                                  od_store_result_t *result, apr_pool_t *p)
+{
+    od_sqlite_req_t req = {OD_SQLITE_PUT, NULL, 0, 0, order, result, p, APR_SUCCESS, 0, NULL};
+    return od_sqlite_submit(impl, &req);
+}
+
+static apr_status_t od_sqlite_published(void *impl, const od_store_event_t *events, int n,
+                                        apr_pool_t *p)
+{
+    od_sqlite_req_t req = {OD_SQLITE_PUBLISHED, events, n, 0, NULL, NULL, p, APR_SUCCESS, 0, NULL};
+    return od_sqlite_submit(impl, &req);
+}
+
+static apr_status_t od_sqlite_reschedule(void *impl, const od_store_event_t *event, apr_time_t due,
+                                         apr_pool_t *p)
+{
+    od_sqlite_req_t req = {OD_SQLITE_RESCHEDULE, event, 1,   due, NULL, NULL, p,
+                           APR_SUCCESS,          0,     NULL};
+    return od_sqlite_submit(impl, &req);
 }
 
 static apr_status_t od_sqlite_read(od_sqlite_t *s, od_sqlite_reader_t *r, const char *caller,
@@ -384,7 +470,50 @@ static apr_status_t od_sqlite_get(void *impl, const char *caller, const char *or
     return rv;
 }
 
-static const od_store_ops_t od_sqlite_ops = {"sqlite", od_sqlite_put, od_sqlite_get};
+static void od_sqlite_event_row(sqlite3_stmt *st, apr_array_header_t *events, apr_pool_t *p)
+{
+    od_store_event_t *e = apr_array_push(events);
+
+    e->event_id = apr_pstrdup(p, (const char *) sqlite3_column_text(st, 0));
+    e->order_id = apr_pstrdup(p, (const char *) sqlite3_column_text(st, 1));
+    e->event_len = (apr_size_t) sqlite3_column_bytes(st, 2);
+    e->event = apr_pstrmemdup(p, (const char *) sqlite3_column_text(st, 2), e->event_len);
+    e->created_at = sqlite3_column_int64(st, 3);
+    e->attempts = sqlite3_column_int(st, 4);
+}
+
+static apr_status_t od_sqlite_pending(void *impl, apr_time_t due_before, int max,
+                                      apr_array_header_t **events, apr_pool_t *p)
+{
+    od_sqlite_t *s = impl;
+    void *res = NULL;
+    int rc = SQLITE_DONE;
+
+    *events = apr_array_make(p, max > 0 ? max : 1, sizeof(od_store_event_t));
+    if (apr_reslist_acquire(s->readers, &res) != APR_SUCCESS) {
+        od_log_error(s->log, "sqlite: apr_reslist_acquire (read connection) failed");
+        return OD_EUNAVAIL;
+    }
+    od_sqlite_reader_t *r = res;
+    sqlite3_reset(r->pending);
+    sqlite3_bind_int64(r->pending, 1, due_before);
+    sqlite3_bind_int(r->pending, 2, max);
+    while ((rc = sqlite3_step(r->pending)) == SQLITE_ROW) {
+        od_sqlite_event_row(r->pending, *events, p);
+    }
+    sqlite3_reset(r->pending);
+    if (rc != SQLITE_DONE) {
+        od_sqlite_fail(s, r->db, "sqlite3_step(pending events)");
+        apr_reslist_invalidate(s->readers, res);
+        return OD_EUNAVAIL;
+    }
+    apr_reslist_release(s->readers, res);
+    return APR_SUCCESS;
+}
+
+static const od_store_ops_t od_sqlite_ops = {
+    "sqlite",          od_sqlite_put,       od_sqlite_get,
+    od_sqlite_pending, od_sqlite_published, od_sqlite_reschedule};
 
 /* ---- life cycle ---- */
 
@@ -399,7 +528,13 @@ static apr_status_t od_sqlite_reader_make(void **res, void *params, apr_pool_t *
                                "SELECT body, created_at FROM orders"
                                " WHERE order_id = ?1 AND caller = ?2");
     }
+    if (rv == APR_SUCCESS) {
+        rv = od_sqlite_prepare(s, r->db, &r->pending,
+                               "SELECT event_id, order_id, body, created_at, attempts FROM outbox"
+                               " WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2");
+    }
     if (rv != APR_SUCCESS) {
+        sqlite3_finalize(r->get);
         sqlite3_close(r->db);
         return rv;
     }
@@ -412,6 +547,7 @@ static apr_status_t od_sqlite_reader_free(void *res, void *params, apr_pool_t *p
     od_sqlite_reader_t *r = res;
 
     sqlite3_finalize(r->get);
+    sqlite3_finalize(r->pending);
     sqlite3_close(r->db);
     return APR_SUCCESS;
 }

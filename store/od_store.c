@@ -33,3 +33,21 @@ const char *od_store_name(const od_store_t *store)
 {
     return store->ops->name;
 }
+
+apr_status_t od_store_pending(od_store_t *store, apr_time_t due_before, int max,
+                              apr_array_header_t **events, apr_pool_t *p)
+{
+    return store->ops->pending(store->impl, due_before, max, events, p);
+}
+
+apr_status_t od_store_published(od_store_t *store, const od_store_event_t *events, int n,
+                                apr_pool_t *p)
+{
+    return n > 0 ? store->ops->published(store->impl, events, n, p) : APR_SUCCESS;
+}
+
+apr_status_t od_store_reschedule(od_store_t *store, const od_store_event_t *event, apr_time_t due,
+                                 apr_pool_t *p)
+{
+    return store->ops->reschedule(store->impl, event, due, p);
+}

@@ -10,6 +10,7 @@
 #define OD_STORE_H
 
 #include <apr_pools.h>
+#include <apr_tables.h>
 #include <apr_time.h>
 
 typedef struct od_store_s od_store_t;
@@ -23,7 +24,23 @@ typedef struct od_store_order_t {
     apr_size_t body_len;
     apr_time_t created_at;
     apr_time_t expires_at; /* end of the idempotency window: created_at + ttl */
+    /* The outbox: the order.accepted event, stored in the same atomic write as the order and
+     * pending until marked published. */
+    const char *event_id;
+    const char *event;     /* the envelope JSON */
+    apr_size_t event_len;
+    apr_time_t event_due;  /* when the relay may first re-publish it if still pending */
 } od_store_order_t;
+
+/** A pending outbox event, as read back. Strings come from the pool given to the call. */
+typedef struct od_store_event_t {
+    const char *event_id;
+    const char *order_id;
+    const char *event;
+    apr_size_t event_len;
+    apr_time_t created_at; /* of the order */
+    int attempts;          /* relay attempts so far */
+} od_store_event_t;
 
 typedef enum od_store_outcome_e {
     OD_STORE_CREATED, /* the order given was stored */
@@ -46,6 +63,11 @@ typedef struct od_store_ops_t {
                         apr_pool_t *p);
     apr_status_t (*get)(void *impl, const char *caller, const char *order_id,
                         od_store_result_t *result, apr_pool_t *p);
+    apr_status_t (*pending)(void *impl, apr_time_t due_before, int max,
+                            apr_array_header_t **events, apr_pool_t *p);
+    apr_status_t (*published)(void *impl, const od_store_event_t *events, int n, apr_pool_t *p);
+    apr_status_t (*reschedule)(void *impl, const od_store_event_t *event, apr_time_t due,
+                               apr_pool_t *p);
 } od_store_ops_t;
 
 /**
@@ -72,6 +94,29 @@ apr_status_t od_store_put(od_store_t *store, const od_store_order_t *order,
  */
 apr_status_t od_store_get(od_store_t *store, const char *caller, const char *order_id,
                           od_store_result_t *result, apr_pool_t *p);
+
+/**
+ * Reads up to @p max pending outbox events whose due time is at or before @p due_before, oldest
+ * first, into @p *events (an array of od_store_event_t from @p p). Returns APR_SUCCESS (possibly
+ * none) or OD_EUNAVAIL / OD_ETHROTTLED. Thread-safe.
+ */
+apr_status_t od_store_pending(od_store_t *store, apr_time_t due_before, int max,
+                              apr_array_header_t **events, apr_pool_t *p);
+
+/**
+ * Marks @p n events published: they are no longer pending. Idempotent (another instance may
+ * have published them too). Returns APR_SUCCESS or OD_EUNAVAIL / OD_ETHROTTLED (some may be
+ * marked; the rest stay pending and are published again: at least once). Thread-safe.
+ */
+apr_status_t od_store_published(od_store_t *store, const od_store_event_t *events, int n,
+                                apr_pool_t *p);
+
+/**
+ * Keeps an event pending but not due before @p due, and counts the attempt. Returns APR_SUCCESS
+ * or an error as above. Thread-safe.
+ */
+apr_status_t od_store_reschedule(od_store_t *store, const od_store_event_t *event, apr_time_t due,
+                                 apr_pool_t *p);
 
 /** The backend's name ("sqlite", "dynamodb"). */
 const char *od_store_name(const od_store_t *store);

@@ -69,7 +69,8 @@ static const char *ddb_conf(apr_pool_t *p, const char *endpoint, const char *tab
 {
     return apr_psprintf(p,
                         "store = dynamodb\naws_region = us-east-1\ndynamodb_endpoint = %s\n"
-                        "dynamodb_table = %s\naws_retry_base_ms = 5\naws_retry_cap_ms = 50\n%s",
+                        "dynamodb_table = %s\naws_retry_base_ms = 5\naws_retry_cap_ms = 50\n"
+                        "events_sink = none\n%s",
                         endpoint, table, more != NULL ? more : "");
 }
 

@@ -45,7 +45,13 @@ static od_store_t *open_store(apr_pool_t *p)
 static od_store_order_t order(const char *caller, const char *key, const char *id, apr_time_t at)
 {
     const char *body = apr_psprintf(pool, "{\"order_id\":\"%s\"}", id);
-    od_store_order_t o = {caller, key, id, body, strlen(body), at, at + TTL};
+    od_store_order_t o = {.caller = caller,
+                          .idem_key = key,
+                          .order_id = id,
+                          .body = body,
+                          .body_len = strlen(body),
+                          .created_at = at,
+                          .expires_at = at + TTL};
     return o;
 }
 
@@ -189,7 +195,13 @@ static void *APR_THREAD_FUNC put_many(apr_thread_t *t, void *data)
     for (int i = 0; i < PER_THREAD; i++) {
         const char *key = w->same_key ? "same" : apr_psprintf(p, "k-%d-%d", w->index, i);
         const char *id = apr_psprintf(p, "01%02d%022d", w->index, i);
-        od_store_order_t o = {"c", key, id, id, strlen(id), apr_time_now(), apr_time_now() + TTL};
+        od_store_order_t o = {.caller = "c",
+                              .idem_key = key,
+                              .order_id = id,
+                              .body = id,
+                              .body_len = strlen(id),
+                              .created_at = apr_time_now(),
+                              .expires_at = apr_time_now() + TTL};
         od_store_result_t r;
         if (od_store_put(w->store, &o, &r, p) != APR_SUCCESS) {
             w->failed++;

@@ -4,12 +4,13 @@
 #include <stddef.h>
 
 const od_suite_entry_t od_suites[] = {
-    {"status", od_status_suite},   {"config", od_config_suite},
-    {"json", od_json_suite},       {"canon", od_canon_suite},
-    {"problem", od_problem_suite}, {"order", od_order_suite},
-    {"ulid", od_ulid_suite},       {"cache", od_cache_suite},
-    {"keys", od_keys_suite},       {"sqlite", od_sqlite_suite},
-    {"engines", od_engines_suite}, {"aws_creds", od_aws_creds_suite},
-    {"aws", od_aws_suite},         {"dynamodb", od_dynamodb_suite},
-    {"e2e", od_e2e_suite},         {NULL, NULL},
+    {"status", od_status_suite},     {"config", od_config_suite},
+    {"json", od_json_suite},         {"canon", od_canon_suite},
+    {"problem", od_problem_suite},   {"order", od_order_suite},
+    {"ulid", od_ulid_suite},         {"cache", od_cache_suite},
+    {"keys", od_keys_suite},         {"sqlite", od_sqlite_suite},
+    {"engines", od_engines_suite},   {"aws_creds", od_aws_creds_suite},
+    {"aws", od_aws_suite},           {"aws_sinks", od_aws_sinks_suite},
+    {"dynamodb", od_dynamodb_suite}, {"events", od_events_suite},
+    {"e2e", od_e2e_suite},           {NULL, NULL},
 };

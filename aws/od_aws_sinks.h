@@ -1,0 +1,33 @@
+/*
+ * od_aws_sinks: the AWS event sinks, all through the shared pooled client (od_aws).
+ *
+ *   sns          PublishBatch (query protocol, 2010-03-31) to a topic, each entry with the message
+ *                attribute event_type (String) so subscribers can filter; Id = the event_id.
+ *   sqs          SendMessageBatch (JSON 1.0, AmazonSQS.SendMessageBatch) to a queue URL, with
+ *                the message attribute event_type; Id = the event_id.
+ *   eventbridge  PutEvents (JSON 1.1, AWSEvents.PutEvents) to a bus, Source and DetailType
+ *                configurable, Detail = the envelope.
+ * Each reports per-entry outcomes from the service's answer (Successful/Failed lists,
+ * FailedEntryCount with per-entry ErrorCode).
+ */
+#ifndef OD_AWS_SINKS_H
+#define OD_AWS_SINKS_H
+
+#include "od_aws.h"
+#include "od_log.h"
+#include "od_sink.h"
+
+/** @p endpoint as from od_aws_resolve_endpoint(..., "SNS", "sns", ...). Lives as long as @p p. */
+apr_status_t od_sns_sink_create(od_sink_t **out, od_aws_t *aws, const char *endpoint,
+                                const char *topic_arn, od_log_t *log, apr_pool_t *p);
+
+/** @p queue_url is the full queue URL; requests go to @p endpoint ("SQS"/"sqs"). */
+apr_status_t od_sqs_sink_create(od_sink_t **out, od_aws_t *aws, const char *endpoint,
+                                const char *queue_url, od_log_t *log, apr_pool_t *p);
+
+/** @p endpoint ("EVENTS"/"events"); @p bus name or ARN, @p source and @p detail_type. */
+apr_status_t od_eventbridge_sink_create(od_sink_t **out, od_aws_t *aws, const char *endpoint,
+                                        const char *bus, const char *source,
+                                        const char *detail_type, od_log_t *log, apr_pool_t *p);
+
+#endif

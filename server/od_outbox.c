@@ -1,0 +1,259 @@
+/* od_outbox: the prompt publisher and the relay, on one thread. */
+#include "od_outbox.h"
+#include "od_status.h"
+#include "od_ulid.h"
+
+#include <apr_strings.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
+#include <string.h>
+
+#define OD_OUTBOX_SLOT_BYTES 4096
+#define OD_OUTBOX_RELAY_EVERY apr_time_from_sec(1)
+#define OD_OUTBOX_BACKOFF_CAP apr_time_from_sec(300)
+
+/* A ring slot: fixed-size, so the ring is allocated once and never grows. */
+typedef struct od_outbox_slot_t {
+    char event_id[OD_ULID_LEN + 1];
+    char order_id[OD_ULID_LEN + 1];
+    char body[OD_OUTBOX_SLOT_BYTES];
+    apr_size_t body_len;
+    apr_time_t created_at;
+} od_outbox_slot_t;
+
+struct od_outbox_s {
+    od_store_t *store;
+    od_sink_t *sink;
+    od_log_t *log;
+    od_outbox_options_t opts;
+    apr_thread_t *thread;
+    apr_thread_mutex_t *lock;
+    /* Guarded by lock: the ring (head, count), stopping, flush deadline and the stats. */
+    apr_thread_cond_t *wake; /* signalled on submit and on stop */
+    od_outbox_slot_t *ring;
+    int head;
+    int count;
+    int stopping;
+    apr_time_t flush_until;
+    od_outbox_stats_t stats;
+};
+
+/* ---- submitting ---- */
+
+void od_outbox_submit(od_outbox_t *ob, const od_store_event_t *ev)
+{
+    if (ob == NULL || ob->opts.skip_prompt || ev->event_len >= OD_OUTBOX_SLOT_BYTES) {
+        return;
+    }
+    apr_thread_mutex_lock(ob->lock);
+    if (ob->stopping || ob->count == ob->opts.queue_slots) {
+        ob->stats.dropped += !ob->stopping;
+        apr_thread_mutex_unlock(ob->lock);
+        return;
+    }
+    od_outbox_slot_t *s = &ob->ring[(ob->head + ob->count) % ob->opts.queue_slots];
+    apr_cpystrn(s->event_id, ev->event_id, sizeof(s->event_id));
+    apr_cpystrn(s->order_id, ev->order_id, sizeof(s->order_id));
+    memcpy(s->body, ev->event, ev->event_len);
+    s->body[ev->event_len] = '\0';
+    s->body_len = ev->event_len;
+    s->created_at = ev->created_at;
+    ob->count++;
+    apr_thread_cond_signal(ob->wake);
+    apr_thread_mutex_unlock(ob->lock);
+}
+
+/* Copies up to batch_max queued events out of the ring. Called with the lock held. */
+static apr_array_header_t *od_outbox_take(od_outbox_t *ob, apr_pool_t *p)
+{
+    apr_array_header_t *events = apr_array_make(p, ob->count, sizeof(od_store_event_t));
+
+    while (ob->count > 0 && events->nelts < ob->opts.batch_max) {
+        od_outbox_slot_t *s = &ob->ring[ob->head];
+        od_store_event_t *e = apr_array_push(events);
+        e->event_id = apr_pstrdup(p, s->event_id);
+        e->order_id = apr_pstrdup(p, s->order_id);
+        e->event = apr_pstrmemdup(p, s->body, s->body_len);
+        e->event_len = s->body_len;
+        e->created_at = s->created_at;
+        e->attempts = 0;
+        ob->head = (ob->head + 1) % ob->opts.queue_slots;
+        ob->count--;
+    }
+    return events;
+}
+
+/* ---- publishing ---- */
+
+static apr_interval_time_t od_outbox_backoff(const od_outbox_t *ob, int attempts)
+{
+    apr_interval_time_t d = ob->opts.retry_after << (attempts < 16 ? attempts : 16);
+    return d > OD_OUTBOX_BACKOFF_CAP || d <= 0 ? OD_OUTBOX_BACKOFF_CAP : d;
+}
+
+/* Publishes @p events; marks the published ones in the store. From the relay, failures are
+ * rescheduled with backoff; from the prompt path they simply stay due at their first due time. */
+static void od_outbox_publish(od_outbox_t *ob, apr_array_header_t *events, int relay, apr_pool_t *p)
+{
+    const od_store_event_t *ev = (const od_store_event_t *) events->elts;
+    int n = events->nelts, ok = 0;
+    apr_status_t *results = apr_pcalloc(p, sizeof(*results) * (apr_size_t) (n > 0 ? n : 1));
+    od_event_t *out = apr_pcalloc(p, sizeof(*out) * (apr_size_t) (n > 0 ? n : 1));
+    od_store_event_t *done = apr_pcalloc(p, sizeof(*done) * (apr_size_t) (n > 0 ? n : 1));
+
+    for (int i = 0; i < n; i++) {
+        out[i] = (od_event_t){ev[i].event_id, ev[i].order_id, ev[i].event, ev[i].event_len};
+    }
+    od_sink_publish(ob->sink, out, n, results, p);
+    for (int i = 0; i < n; i++) {
+        if (results[i] == APR_SUCCESS) {
+            done[ok++] = ev[i];
+        } else if (relay) {
+            od_store_reschedule(ob->store, &ev[i],
+                                apr_time_now() + od_outbox_backoff(ob, ev[i].attempts + 1), p);
+        }
+    }
+    if (od_store_published(ob->store, done, ok, p) != APR_SUCCESS) {
+        od_log_warn(ob->log,
+                    "outbox: could not mark %d published events; they will be "
+                    "published again",
+                    ok);
+    }
+    apr_thread_mutex_lock(ob->lock);
+    ob->stats.published += (apr_uint64_t) ok;
+    ob->stats.failed += (apr_uint64_t) (n - ok);
+    apr_thread_mutex_unlock(ob->lock);
+}
+
+/* One relay round: everything pending past its due time. */
+static void od_outbox_relay(od_outbox_t *ob, apr_pool_t *p)
+{
+    apr_array_header_t *events = NULL;
+    apr_time_t now = apr_time_now();
+
+    if (od_store_pending(ob->store, now, ob->opts.batch_max, &events, p) != APR_SUCCESS) {
+        return; /* the store has logged why; next round */
+    }
+    apr_interval_time_t oldest = 0;
+    for (int i = 0; i < events->nelts; i++) {
+        apr_time_t c = ((od_store_event_t *) events->elts)[i].created_at;
+        oldest = now - c > oldest ? now - c : oldest;
+    }
+    apr_thread_mutex_lock(ob->lock);
+    ob->stats.pending = (apr_size_t) events->nelts;
+    ob->stats.oldest_age = oldest;
+    apr_thread_mutex_unlock(ob->lock);
+    if (events->nelts > 0) {
+        od_log_info(ob->log, "outbox: re-publishing %d pending event(s), oldest %lld ms",
+                    events->nelts, (long long) apr_time_as_msec(oldest));
+        od_outbox_publish(ob, events, 1, p);
+    }
+}
+
+/* Waits for work; returns the prompt batch (possibly empty), or NULL when it is time to end. */
+static apr_array_header_t *od_outbox_wait(od_outbox_t *ob, apr_time_t next_relay, apr_pool_t *p)
+{
+    apr_array_header_t *batch = NULL;
+
+    apr_thread_mutex_lock(ob->lock);
+    if (ob->count == 0 && !ob->stopping && apr_time_now() < next_relay) {
+        apr_thread_cond_timedwait(ob->wake, ob->lock, next_relay - apr_time_now());
+    }
+    if (!ob->stopping || (ob->count > 0 && apr_time_now() < ob->flush_until)) {
+        batch = od_outbox_take(ob, p);
+    }
+    apr_thread_mutex_unlock(ob->lock);
+    return batch;
+}
+
+static void *APR_THREAD_FUNC od_outbox_main(apr_thread_t *thread, void *data)
+{
+    od_outbox_t *ob = data;
+    apr_pool_t *p = NULL;
+    apr_time_t next_relay = apr_time_now();
+
+    apr_pool_create(&p, NULL);
+    for (;;) {
+        apr_array_header_t *batch = od_outbox_wait(ob, next_relay, p);
+        if (batch == NULL) {
+            break;
+        }
+        if (batch->nelts > 0) {
+            od_outbox_publish(ob, batch, 0, p);
+        }
+        if (apr_time_now() >= next_relay) {
+            od_outbox_relay(ob, p);
+            next_relay = apr_time_now() + OD_OUTBOX_RELAY_EVERY;
+        }
+        apr_pool_clear(p);
+    }
+    apr_pool_destroy(p);
+    apr_thread_exit(thread, APR_SUCCESS);
+    return NULL;
+}
+
+/* ---- life cycle ---- */
+
+void od_outbox_stop(od_outbox_t *ob, apr_interval_time_t timeout)
+{
+    apr_status_t trv = APR_SUCCESS;
+
+    if (ob->thread == NULL) {
+        return;
+    }
+    apr_thread_mutex_lock(ob->lock);
+    ob->stopping = 1;
+    ob->flush_until = apr_time_now() + timeout;
+    apr_thread_cond_signal(ob->wake);
+    apr_thread_mutex_unlock(ob->lock);
+    apr_thread_join(&trv, ob->thread);
+    ob->thread = NULL;
+    if (ob->count > 0) {
+        od_log_warn(ob->log, "outbox: %d event(s) left pending for the relay", ob->count);
+    }
+}
+
+static apr_status_t od_outbox_cleanup(void *data)
+{
+    od_outbox_stop(data, 0);
+    return APR_SUCCESS;
+}
+
+void od_outbox_stats(od_outbox_t *ob, od_outbox_stats_t *out)
+{
+    apr_thread_mutex_lock(ob->lock);
+    *out = ob->stats;
+    apr_thread_mutex_unlock(ob->lock);
+}
+
+apr_status_t od_outbox_create(od_outbox_t **out, od_store_t *store, od_sink_t *sink,
+                              const od_outbox_options_t *opts, od_log_t *log, apr_pool_t *p)
+{
+    od_outbox_t *ob = apr_pcalloc(p, sizeof(*ob));
+
+    *out = NULL;
+    ob->store = store;
+    ob->sink = sink;
+    ob->log = log;
+    ob->opts = *opts;
+    ob->opts.queue_slots = opts->queue_slots > 0 ? opts->queue_slots : 1;
+    ob->opts.batch_max = opts->batch_max > 0 ? opts->batch_max : 1;
+    ob->ring = apr_pcalloc(p, sizeof(*ob->ring) * (apr_size_t) ob->opts.queue_slots);
+    apr_status_t rv = apr_thread_mutex_create(&ob->lock, APR_THREAD_MUTEX_DEFAULT, p);
+    if (rv == APR_SUCCESS) {
+        rv = apr_thread_cond_create(&ob->wake, p);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = apr_thread_create(&ob->thread, NULL, od_outbox_main, ob, p);
+    }
+    if (rv != APR_SUCCESS) {
+        ob->thread = NULL;
+        od_log_error(log, "outbox: starting the publisher thread failed: %d", rv);
+        return rv;
+    }
+    /* Before the pool's subpools (the thread's) and the mutex's own cleanup run. */
+    apr_pool_pre_cleanup_register(p, ob, od_outbox_cleanup);
+    *out = ob;
+    return APR_SUCCESS;
+}
