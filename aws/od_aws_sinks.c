@@ -14,6 +14,7 @@
 #define OD_AWS_SINKS_ID_MAX 80
 #define OD_AWS_SINKS_ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 #define OD_AWS_SINKS_DEFAULT_TYPE "order.accepted"
+#define OD_SNS_CONTENT_TYPE "application/x-www-form-urlencoded; charset=utf-8"
 
 typedef struct od_aws_batch_t od_aws_batch_t;
 
@@ -485,62 +486,80 @@ static int od_eb_answer(od_aws_batch_t *b, const char *body, apr_size_t len)
 
 /* ---- publishing ---- */
 
-/* One batch of at most OD_AWS_SINKS_BATCH events, in a pool of its own so a long-lived caller's
- * pool does not grow with every batch. A failed call (logged by od_aws_call) fails every event. */
-static apr_status_t od_aws_sinks_publish(void *impl, const od_event_t *events, int n,
-                                         apr_status_t *results, apr_pool_t *pool)
+/* Sends the batch and records each entry's outcome. A failed call (logged by od_aws_call) fails
+ * every entry with its status. */
+static apr_status_t od_aws_sinks_send(od_aws_batch_t *b)
 {
-    const od_aws_sink_t *s = impl;
+    const od_aws_sink_t *s = b->sink;
     const od_aws_proto_t *proto = s->proto;
-    apr_pool_t *p = NULL;
-    od_aws_batch_t b;
+    const char *body = proto->body(b);
+    od_aws_request_t req = {.service = proto->service,
+                            .endpoint = s->endpoint,
+                            .target = proto->target,
+                            .content_type = proto->content_type,
+                            .body = body,
+                            .body_len = body != NULL ? strlen(body) : 0};
     od_aws_response_t resp;
-    apr_status_t rv = n > 0 ? apr_pool_create(&p, pool) : APR_SUCCESS;
+    apr_status_t rv;
 
-    if (rv != APR_SUCCESS || n <= 0) {
-        return rv;
-    }
-    od_aws_batch_init(&b, s, events, n, results, p);
-    const char *body = proto->body(&b);
-    od_aws_request_t req = {proto->service,
-                            s->endpoint,
-                            proto->target,
-                            proto->content_type,
-                            body,
-                            body != NULL ? strlen(body) : 0,
-                            NULL};
     if (body == NULL) {
         od_log_error(s->log, "%s to %s: could not build the request", proto->op,
                      od_aws_sinks_dest(s));
-        rv = od_aws_batch_fail_all(&b, APR_ENOMEM);
-    } else if ((rv = od_aws_call(s->aws, &req, &resp, p)) != APR_SUCCESS) {
-        od_aws_batch_fail_all(&b, rv);
-    } else if (!proto->answer(&b, resp.body, resp.body_len)) {
+        return od_aws_batch_fail_all(b, APR_ENOMEM);
+    }
+    if ((rv = od_aws_call(s->aws, &req, &resp, b->p)) != APR_SUCCESS) {
+        return od_aws_batch_fail_all(b, rv);
+    }
+    if (!proto->answer(b, resp.body, resp.body_len)) {
         od_log_error(s->log, "%s to %s: unexpected answer (HTTP %ld): %.200s", proto->op,
                      od_aws_sinks_dest(s), resp.http_status, resp.body);
-        rv = od_aws_batch_fail_all(&b, OD_EUNAVAIL);
-    } else {
-        rv = od_aws_batch_finish(&b);
+        return od_aws_batch_fail_all(b, OD_EUNAVAIL);
     }
+    return od_aws_batch_finish(b);
+}
+
+/* One batch of at most OD_AWS_SINKS_BATCH events, in a pool of its own so a long-lived caller's
+ * pool does not grow with every batch. */
+static apr_status_t od_aws_sinks_publish(void *impl, const od_event_t *events, int n,
+                                         apr_status_t *results, apr_pool_t *pool)
+{
+    apr_pool_t *p = NULL;
+    od_aws_batch_t b;
+
+    if (n <= 0) {
+        return APR_SUCCESS;
+    }
+    apr_status_t rv = apr_pool_create(&p, pool);
+    if (rv != APR_SUCCESS) {
+        for (int i = 0; i < n; i++) {
+            results[i] = rv;
+        }
+        return rv;
+    }
+    od_aws_batch_init(&b, impl, events, n, results, p);
+    rv = od_aws_sinks_send(&b);
     apr_pool_destroy(p);
     return rv;
 }
 
-static const od_aws_proto_t od_sns_proto = {
-    "sns",       "sns: PublishBatch", NULL, "application/x-www-form-urlencoded; charset=utf-8",
-    od_sns_body, od_sns_answer};
-static const od_aws_proto_t od_sqs_proto = {"sqs",
-                                            "sqs: SendMessageBatch",
-                                            "AmazonSQS.SendMessageBatch",
-                                            "application/x-amz-json-1.0",
-                                            od_sqs_body,
-                                            od_sqs_answer};
-static const od_aws_proto_t od_eb_proto = {"events",
-                                           "eventbridge: PutEvents",
-                                           "AWSEvents.PutEvents",
-                                           "application/x-amz-json-1.1",
-                                           od_eb_body,
-                                           od_eb_answer};
+static const od_aws_proto_t od_sns_proto = {.service = "sns",
+                                            .op = "sns: PublishBatch",
+                                            .target = NULL,
+                                            .content_type = OD_SNS_CONTENT_TYPE,
+                                            .body = od_sns_body,
+                                            .answer = od_sns_answer};
+static const od_aws_proto_t od_sqs_proto = {.service = "sqs",
+                                            .op = "sqs: SendMessageBatch",
+                                            .target = "AmazonSQS.SendMessageBatch",
+                                            .content_type = "application/x-amz-json-1.0",
+                                            .body = od_sqs_body,
+                                            .answer = od_sqs_answer};
+static const od_aws_proto_t od_eb_proto = {.service = "events",
+                                           .op = "eventbridge: PutEvents",
+                                           .target = "AWSEvents.PutEvents",
+                                           .content_type = "application/x-amz-json-1.1",
+                                           .body = od_eb_body,
+                                           .answer = od_eb_answer};
 
 static const od_sink_ops_t od_sns_ops = {"sns", OD_AWS_SINKS_BATCH, od_aws_sinks_publish};
 static const od_sink_ops_t od_sqs_ops = {"sqs", OD_AWS_SINKS_BATCH, od_aws_sinks_publish};
@@ -575,7 +594,8 @@ static apr_status_t od_aws_sinks_make(od_sink_t **out, const od_sink_ops_t *ops,
 apr_status_t od_sns_sink_create(od_sink_t **out, od_aws_t *aws, const char *endpoint,
                                 const char *topic_arn, od_log_t *log, apr_pool_t *p)
 {
-    od_aws_sink_t tmpl = {&od_sns_proto, aws, endpoint, topic_arn, NULL, NULL, log};
+    od_aws_sink_t tmpl = {
+        .proto = &od_sns_proto, .aws = aws, .endpoint = endpoint, .dest = topic_arn, .log = log};
 
     *out = NULL;
     if (!od_aws_sinks_required(log, "sns", "endpoint", endpoint) ||
@@ -588,7 +608,8 @@ apr_status_t od_sns_sink_create(od_sink_t **out, od_aws_t *aws, const char *endp
 apr_status_t od_sqs_sink_create(od_sink_t **out, od_aws_t *aws, const char *endpoint,
                                 const char *queue_url, od_log_t *log, apr_pool_t *p)
 {
-    od_aws_sink_t tmpl = {&od_sqs_proto, aws, endpoint, queue_url, NULL, NULL, log};
+    od_aws_sink_t tmpl = {
+        .proto = &od_sqs_proto, .aws = aws, .endpoint = endpoint, .dest = queue_url, .log = log};
 
     *out = NULL;
     if (!od_aws_sinks_required(log, "sqs", "endpoint", endpoint) ||
@@ -603,8 +624,13 @@ apr_status_t od_eventbridge_sink_create(od_sink_t **out, od_aws_t *aws, const ch
                                         const char *detail_type, od_log_t *log, apr_pool_t *p)
 {
     /* An empty bus means the account's default bus: EventBusName is then left out. */
-    od_aws_sink_t tmpl = {&od_eb_proto, aws,         endpoint, bus != NULL && *bus ? bus : NULL,
-                          source,       detail_type, log};
+    od_aws_sink_t tmpl = {.proto = &od_eb_proto,
+                          .aws = aws,
+                          .endpoint = endpoint,
+                          .dest = bus != NULL && *bus != '\0' ? bus : NULL,
+                          .source = source,
+                          .detail_type = detail_type,
+                          .log = log};
 
     *out = NULL;
     if (!od_aws_sinks_required(log, "eventbridge", "endpoint", endpoint) ||

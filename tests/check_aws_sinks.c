@@ -611,7 +611,6 @@ typedef struct canned_t {
     const char *answer; /* the body of every 200 answer */
     /* Written by the server thread, read after it is joined. */
     char request[CANNED_MAX]; /* the last request, head and body */
-    size_t request_len;
     int requests;
     char url[64];
 } canned_t;
@@ -656,7 +655,6 @@ static void canned_serve(canned_t *c, int fd)
 
     while ((len = canned_read(c, fd, buf)) > 0) {
         memcpy(c->request, buf, len + 1);
-        c->request_len = len;
         c->requests++;
         /* No ck_assert here: this is not the test's thread. A failed send shows as a failed
          * publish in the test. */
