@@ -5,7 +5,7 @@
 OD_BUILD_PACKAGES=(build-essential cmake pkg-config libapr1-dev libaprutil1-dev
     libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev libsqlite3-dev libssl-dev)
 # Tests only.
-OD_TEST_PACKAGES=(check libsubunit-dev curl sqlite3)
+OD_TEST_PACKAGES=(check libsubunit-dev curl sqlite3 prometheus)
 
 od_as_root() {
     if [[ $(id -u) -eq 0 ]]; then

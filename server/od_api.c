@@ -14,7 +14,7 @@
 #define OD_API_INVALID_ORDER "urn:orderd:problem:invalid-order"
 #define OD_API_ORDERS "/orders"
 
-enum { OD_API_POST_ORDERS = 1, OD_API_GET_ORDER = 2 };
+enum { OD_API_POST_ORDERS = 1, OD_API_GET_ORDER, OD_API_HEALTHZ, OD_API_READYZ, OD_API_METRICS };
 
 struct od_api_s {
     const od_settings_t *settings;
@@ -22,6 +22,8 @@ struct od_api_s {
     od_cache_t *cache;
     od_store_t *store;
     od_outbox_t *outbox;
+    od_metrics_t *metrics;
+    od_api_probes_t probes;
     od_log_t *log;
     apr_interval_time_t ttl;
     apr_interval_time_t event_retry_after;
@@ -29,7 +31,8 @@ struct od_api_s {
 
 apr_status_t od_api_create(od_api_t **out, const od_settings_t *settings,
                            const od_order_rules_t *rules, od_cache_t *cache, od_store_t *store,
-                           od_outbox_t *outbox, od_log_t *log, apr_pool_t *p)
+                           od_outbox_t *outbox, od_metrics_t *metrics,
+                           const od_api_probes_t *probes, od_log_t *log, apr_pool_t *p)
 {
     od_api_t *api = apr_pcalloc(p, sizeof(*api));
 
@@ -39,6 +42,8 @@ apr_status_t od_api_create(od_api_t **out, const od_settings_t *settings,
     api->cache = cache;
     api->store = store;
     api->outbox = outbox;
+    api->metrics = metrics;
+    api->probes = *probes;
     api->log = log;
     api->ttl = apr_time_from_sec(settings->idempotency_ttl_s);
     api->event_retry_after = apr_time_from_sec(settings->events_retry_after_s);
@@ -48,19 +53,51 @@ apr_status_t od_api_create(od_api_t **out, const od_settings_t *settings,
 
 /* ---- routing (HTTP thread) ---- */
 
+/* The operational endpoints: public (no API key), GET only. */
+static int od_api_route_ops(const char *method, const char *path, od_route_t *route)
+{
+    static const struct {
+        const char *path;
+        int kind;
+        od_metrics_route_e metric;
+    } ops[] = {{"/healthz", OD_API_HEALTHZ, OD_METRICS_HEALTHZ},
+               {"/readyz", OD_API_READYZ, OD_METRICS_READYZ},
+               {"/metrics", OD_API_METRICS, OD_METRICS_METRICS}};
+
+    for (apr_size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        if (strcmp(path, ops[i].path) == 0) {
+            route->kind = ops[i].kind;
+            route->metric = ops[i].metric;
+            route->is_public = 1;
+            route->allow = "GET, HEAD";
+            route->status = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0
+                                ? 0
+                                : MHD_HTTP_METHOD_NOT_ALLOWED;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void od_api_route(void *baton, const char *method, const char *path, od_route_t *route)
 {
     apr_size_t n = sizeof(OD_API_ORDERS) - 1;
 
     memset(route, 0, sizeof(*route));
+    route->metric = OD_METRICS_OTHER;
+    if (od_api_route_ops(method, path, route)) {
+        return;
+    }
     if (strcmp(path, OD_API_ORDERS) == 0) {
         route->kind = OD_API_POST_ORDERS;
+        route->metric = OD_METRICS_ORDERS_POST;
         route->wants_body = 1;
         route->allow = "POST";
         route->status = strcmp(method, "POST") == 0 ? 0 : MHD_HTTP_METHOD_NOT_ALLOWED;
     } else if (strncmp(path, OD_API_ORDERS "/", n + 1) == 0 && path[n + 1] != '\0' &&
                strchr(path + n + 1, '/') == NULL) {
         route->kind = OD_API_GET_ORDER;
+        route->metric = OD_METRICS_ORDERS_GET;
         route->allow = "GET, HEAD";
         route->status = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0
                             ? 0
@@ -75,6 +112,7 @@ static void od_api_route(void *baton, const char *method, const char *path, od_r
 static void od_api_answer_order(od_request_t *r, int status, const char *order_id, const char *body,
                                 apr_size_t len)
 {
+    od_request_set_order_id(r, order_id);
     od_request_header(r, MHD_HTTP_HEADER_LOCATION,
                       apr_pstrcat(od_request_pool(r), OD_API_ORDERS "/", order_id, NULL));
     od_request_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -143,7 +181,10 @@ static void od_api_store_new(od_api_t *api, od_request_t *r, const od_order_t *o
     apr_status_t rv = od_api_record(api, &rec, order, od_request_caller(r), key, now, p);
 
     if (rv == APR_SUCCESS) {
+        apr_time_t t0 = apr_time_now();
         rv = od_store_put(api->store, &rec, &res, p);
+        od_metrics_observe_store(api->metrics, OD_METRICS_STORE_PUT, rv != APR_SUCCESS,
+                                 apr_time_now() - t0);
     }
     if (rv != APR_SUCCESS) {
         od_api_answer_store_error(api, r, rv);
@@ -199,7 +240,10 @@ static void od_api_get_order(od_api_t *api, od_request_t *r)
                            errors);
         return;
     }
+    apr_time_t t0 = apr_time_now();
     apr_status_t rv = od_store_get(api->store, od_request_caller(r), id, &res, od_request_pool(r));
+    od_metrics_observe_store(api->metrics, OD_METRICS_STORE_GET,
+                             rv != APR_SUCCESS && rv != OD_ENOTFOUND, apr_time_now() - t0);
     if (rv == OD_ENOTFOUND) {
         od_request_problem(r, MHD_HTTP_NOT_FOUND, NULL, "Not Found", "no such order", NULL);
         return;
@@ -208,8 +252,37 @@ static void od_api_get_order(od_api_t *api, od_request_t *r)
         od_api_answer_store_error(api, r, rv);
         return;
     }
+    od_request_set_order_id(r, id);
     od_request_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     od_request_respond(r, MHD_HTTP_OK, OD_API_JSON, res.body, res.body_len);
+}
+
+/* ---- operations ---- */
+
+static void od_api_readyz(od_api_t *api, od_request_t *r)
+{
+    const char *why = NULL;
+    static const char ready[] = "{\"status\":\"ready\"}";
+
+    od_request_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (!api->probes.ready(api->probes.baton, &why, od_request_pool(r))) {
+        od_request_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable", why, NULL);
+        return;
+    }
+    od_request_respond(r, MHD_HTTP_OK, OD_API_JSON, ready, sizeof(ready) - 1);
+}
+
+static void od_api_metrics(od_api_t *api, od_request_t *r)
+{
+    od_metrics_text_t *t = od_metrics_text_create(od_request_pool(r));
+    apr_size_t len = 0;
+
+    od_metrics_write_requests(api->metrics, t);
+    od_metrics_write_store(api->metrics, t);
+    api->probes.metrics(api->probes.baton, t);
+    const char *text = od_metrics_text(t, &len);
+    od_request_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    od_request_respond(r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
 static void od_api_run(void *baton, od_request_t *r)
@@ -222,6 +295,15 @@ static void od_api_run(void *baton, od_request_t *r)
         break;
     case OD_API_GET_ORDER:
         od_api_get_order(api, r);
+        break;
+    case OD_API_HEALTHZ:
+        od_request_respond(r, MHD_HTTP_OK, OD_API_JSON, "{\"status\":\"ok\"}", 15);
+        break;
+    case OD_API_READYZ:
+        od_api_readyz(api, r);
+        break;
+    case OD_API_METRICS:
+        od_api_metrics(api, r);
         break;
     default:
         break;

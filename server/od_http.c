@@ -2,12 +2,14 @@
 #include "od_http.h"
 #include "od_problem.h"
 #include "od_status.h"
+#include "od_ulid.h"
 
 #include <apr_atomic.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
 #include <apr_thread_pool.h>
 #include <arpa/inet.h>
+#include <json-c/json.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -24,6 +26,7 @@ struct od_http_s {
     const od_settings_t *settings;
     const od_keys_t *keys; /* NULL: everyone is anonymous */
     od_http_handler_t handler;
+    od_metrics_t *metrics;
     od_log_t *log;
     apr_pool_t *pool;
     struct MHD_Daemon *daemon;
@@ -48,6 +51,8 @@ struct od_request_s {
     const char *method;
     const char *path;
     const char *caller;
+    const char *request_id;
+    const char *order_id; /* for the access log, if the request concerned one */
     od_route_t route;
     od_req_state_e state;
     char *body;
@@ -83,6 +88,16 @@ const char *od_request_path(const od_request_t *r)
 const char *od_request_caller(const od_request_t *r)
 {
     return r->caller;
+}
+
+const char *od_request_id(const od_request_t *r)
+{
+    return r->request_id;
+}
+
+void od_request_set_order_id(od_request_t *r, const char *order_id)
+{
+    r->order_id = apr_pstrdup(r->pool, order_id);
 }
 
 const od_route_t *od_request_route(const od_request_t *r)
@@ -244,10 +259,27 @@ static enum MHD_Result od_http_check_body(od_request_t *r)
 
 /* The first call for a request: route, authenticate, and check what can be checked before any
  * body is read (so a refused upload is never read, and 100-continue is never sent for it). */
+/* Takes the client's X-Request-Id when it is a sane token (so ids flow through a fleet of
+ * services), else makes one; it is echoed in the answer and logged. */
+static void od_http_request_id(od_request_t *r)
+{
+    const char *id = od_http_lookup(r, "X-Request-Id");
+    apr_size_t n = id != NULL ? strlen(id) : 0;
+    char ulid[OD_ULID_LEN + 1];
+
+    if (n == 0 || n > 128 ||
+        strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != n) {
+        id = od_ulid_generate(ulid, r->started) == APR_SUCCESS ? ulid : "-";
+    }
+    r->request_id = apr_pstrdup(r->pool, id);
+    apr_table_setn(r->headers, "X-Request-Id", r->request_id);
+}
+
 static enum MHD_Result od_http_first(od_request_t *r)
 {
     od_http_t *h = r->http;
 
+    od_http_request_id(r);
     h->handler.route(h->handler.baton, r->method, r->path, &r->route);
     if (r->route.status == MHD_HTTP_NOT_FOUND) {
         return od_http_fail(r, MHD_HTTP_NOT_FOUND, "Not Found", "no such resource");
@@ -257,7 +289,7 @@ static enum MHD_Result od_http_first(od_request_t *r)
         return od_http_fail(r, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed",
                             apr_psprintf(r->pool, "allowed: %s", r->route.allow));
     }
-    if (!od_http_authenticate(r)) {
+    if (!r->route.is_public && !od_http_authenticate(r)) {
         return od_http_fail(r, MHD_HTTP_UNAUTHORIZED, "Unauthorized",
                             "a valid X-API-Key header is required");
     }
@@ -380,6 +412,30 @@ static enum MHD_Result od_http_access(void *cls, struct MHD_Connection *conn, co
     return od_http_dispatch(r);
 }
 
+/* One access line per request: never a key, a body or a credential. */
+static void od_http_access_log(od_http_t *h, od_request_t *r, apr_interval_time_t took,
+                               enum MHD_RequestTerminationCode toe)
+{
+    json_object *f = json_object_new_object();
+
+    json_object_object_add(f, "msg", json_object_new_string("request"));
+    json_object_object_add(f, "request_id", json_object_new_string(r->request_id));
+    json_object_object_add(f, "method", json_object_new_string(r->method));
+    json_object_object_add(f, "path", json_object_new_string(r->path));
+    json_object_object_add(f, "status", json_object_new_int(r->status));
+    json_object_object_add(f, "duration_ms", json_object_new_double((double) took / 1000.0));
+    if (r->order_id != NULL) {
+        json_object_object_add(f, "order_id", json_object_new_string(r->order_id));
+    }
+    if (r->caller != NULL) {
+        json_object_object_add(f, "caller", json_object_new_string(r->caller));
+    }
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        json_object_object_add(f, "completed", json_object_new_boolean(0));
+    }
+    od_log_fields(h->log, OD_LOG_INFO, f);
+}
+
 static void od_http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                               enum MHD_RequestTerminationCode toe)
 {
@@ -389,16 +445,28 @@ static void od_http_completed(void *cls, struct MHD_Connection *conn, void **con
     if (r == NULL) {
         return;
     }
-    if (od_log_enabled(h->log, OD_LOG_DEBUG)) {
-        od_log_debug(h->log, "http: %s %s -> %d caller=%s %lldus%s", r->method, r->path, r->status,
-                     r->caller ? r->caller : "-", (long long) (apr_time_now() - r->started),
-                     toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (not completed)");
+    apr_interval_time_t took = apr_time_now() - r->started;
+    od_metrics_observe(h->metrics, r->route.metric, r->status, took);
+    if (od_log_enabled(h->log, OD_LOG_INFO)) {
+        od_http_access_log(h, r, took, toe);
     }
     *con_cls = NULL;
     if (r->dispatched) {
         apr_atomic_dec32(&h->inflight);
     }
     apr_pool_destroy(r->pool);
+}
+
+void od_http_stats(od_http_t *h, od_http_stats_t *out)
+{
+    unsigned int queued = apr_atomic_read32(&h->queued);
+    unsigned int suspended = apr_atomic_read32(&h->suspended);
+
+    out->queued = queued;
+    out->busy = suspended > queued ? suspended - queued : 0;
+    out->workers = (unsigned int) h->settings->worker_threads;
+    out->queue_limit = (unsigned int) h->settings->queue_limit;
+    out->stopping = apr_atomic_read32(&h->stopping) != 0;
 }
 
 static void od_http_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -420,7 +488,8 @@ static apr_status_t od_http_cleanup(void *data)
 }
 
 apr_status_t od_http_create(od_http_t **out, const od_settings_t *settings, const od_keys_t *keys,
-                            const od_http_handler_t *handler, od_log_t *log, apr_pool_t *p)
+                            const od_http_handler_t *handler, od_metrics_t *metrics, od_log_t *log,
+                            apr_pool_t *p)
 {
     od_http_t *h = apr_pcalloc(p, sizeof(*h));
 
@@ -428,6 +497,7 @@ apr_status_t od_http_create(od_http_t **out, const od_settings_t *settings, cons
     h->settings = settings;
     h->keys = keys;
     h->handler = *handler;
+    h->metrics = metrics;
     h->log = log;
     h->pool = p;
     apr_status_t rv = apr_thread_pool_create(&h->workers, (apr_size_t) settings->worker_threads,

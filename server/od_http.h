@@ -16,6 +16,7 @@
 #include "od_config.h"
 #include "od_keys.h"
 #include "od_log.h"
+#include "od_metrics.h"
 
 #include <apr_pools.h>
 #include <apr_tables.h>
@@ -30,7 +31,9 @@ typedef struct od_route_t {
     int status;        /* 0 if routed; else 404 or 405, answered at once */
     const char *allow; /* the Allow header of a 405 */
     int wants_body;    /* a JSON body is expected (POST): Content-Type and size are checked */
-    int kind;          /* the handler's own route id, given back through od_request_route */
+    int is_public;     /* no API key needed (health, readiness, metrics) */
+    od_metrics_route_e metric; /* what the request is counted as */
+    int kind;                  /* the handler's own route id, given back through od_request_route */
 } od_route_t;
 
 /** The application: routing on the HTTP thread, handling on a worker. */
@@ -48,7 +51,20 @@ typedef struct od_http_handler_t {
  * @p p. Returns APR_SUCCESS and @p *out, or the status of the failed step (logged).
  */
 apr_status_t od_http_create(od_http_t **out, const od_settings_t *settings, const od_keys_t *keys,
-                            const od_http_handler_t *handler, od_log_t *log, apr_pool_t *p);
+                            const od_http_handler_t *handler, od_metrics_t *metrics, od_log_t *log,
+                            apr_pool_t *p);
+
+/** Worker pool figures, for /metrics; a snapshot. */
+typedef struct od_http_stats_t {
+    unsigned int queued;  /* waiting for a worker */
+    unsigned int busy;    /* being handled by a worker */
+    unsigned int workers; /* worker_threads */
+    unsigned int queue_limit;
+    int stopping;
+} od_http_stats_t;
+
+/** Fills @p out. Thread-safe. */
+void od_http_stats(od_http_t *http, od_http_stats_t *out);
 
 /** Starts listening. Returns APR_SUCCESS, or OD_EUNAVAIL (logged) if MHD cannot start. */
 apr_status_t od_http_start(od_http_t *http);
@@ -71,8 +87,12 @@ void od_http_stop(od_http_t *http, apr_interval_time_t timeout);
 apr_pool_t *od_request_pool(const od_request_t *r);
 const char *od_request_method(const od_request_t *r);
 const char *od_request_path(const od_request_t *r);
-/** The authenticated caller's name ("anonymous" without a keys file). */
+/** The authenticated caller's name ("anonymous" without a keys file; NULL on public routes). */
 const char *od_request_caller(const od_request_t *r);
+/** The request id: the client's X-Request-Id if it is 1..128 of [A-Za-z0-9._-], else a ULID. */
+const char *od_request_id(const od_request_t *r);
+/** Records the order a request concerns, for its access log line (copied). */
+void od_request_set_order_id(od_request_t *r, const char *order_id);
 const od_route_t *od_request_route(const od_request_t *r);
 /** The body (NUL-terminated for convenience; may contain NULs) and its length. */
 const char *od_request_body(const od_request_t *r, apr_size_t *len);

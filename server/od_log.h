@@ -1,6 +1,8 @@
 /*
  * od_log: leveled log lines on a stdio stream (stderr under systemd, which adds the journal's
- * own metadata). Each line: `2026-11-21T10:00:00.123Z LEVEL message`.
+ * own metadata). Each line is one JSON object:
+ *   {"time":"2026-11-21T10:00:00.123Z","level":"info","msg":"..."}
+ * or, for structured lines (access log), time and level followed by the given fields.
  */
 #ifndef OD_LOG_H
 #define OD_LOG_H
@@ -9,6 +11,8 @@
 
 #include <apr_pools.h>
 #include <stdio.h>
+
+struct json_object;
 
 typedef struct od_log_s od_log_t;
 
@@ -30,6 +34,12 @@ int od_log_enabled(const od_log_t *log, od_log_level_e level);
  */
 void od_log_write(od_log_t *log, od_log_level_e level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/**
+ * Writes one structured line at @p level: {"time","level", then the members of @p fields in
+ * order}. Takes ownership of @p fields (a json-c object) and releases it. Thread-safe.
+ */
+void od_log_fields(od_log_t *log, od_log_level_e level, struct json_object *fields);
 
 #define od_log_debug(log, ...) od_log_write((log), OD_LOG_DEBUG, __VA_ARGS__)
 #define od_log_info(log, ...) od_log_write((log), OD_LOG_INFO, __VA_ARGS__)

@@ -29,6 +29,7 @@ struct od_server_s {
     od_store_t *store;
     od_sink_t *sink;
     od_outbox_t *outbox;
+    od_metrics_t *metrics;
     od_api_t *api;
     od_http_t *http;
 };
@@ -277,6 +278,109 @@ static apr_status_t od_server_parts(od_server_t *srv, apr_pool_t *p)
     return rv;
 }
 
+/* ---- probes for /readyz and /metrics ---- */
+
+/* Ready: not stopping, and the store answers (a lookup of an id that cannot exist must come
+ * back "not found", not "unavailable"). */
+static int od_server_ready(void *baton, const char **why, apr_pool_t *p)
+{
+    od_server_t *srv = baton;
+    od_http_stats_t hs;
+    od_store_result_t res;
+
+    od_http_stats(srv->http, &hs);
+    if (hs.stopping) {
+        *why = "shutting down";
+        return 0;
+    }
+    if (od_store_get(srv->store, "-", "00000000000000000000000000", &res, p) != OD_ENOTFOUND) {
+        *why = apr_psprintf(p, "the %s store is not reachable", od_store_name(srv->store));
+        return 0;
+    }
+    return 1;
+}
+
+static void od_server_gauge(od_metrics_text_t *t, const char *name, const char *type,
+                            const char *help, apr_uint64_t value)
+{
+    od_metrics_family(t, name, type, help);
+    od_metrics_printf(t, "%s %" APR_UINT64_T_FMT "\n", name, value);
+}
+
+static void od_server_metrics_http(od_server_t *srv, od_metrics_text_t *t)
+{
+    od_http_stats_t hs;
+    od_cache_stats_t cs;
+
+    od_http_stats(srv->http, &hs);
+    od_server_gauge(t, "orderd_workers", "gauge", "Worker threads.", hs.workers);
+    od_server_gauge(t, "orderd_workers_busy", "gauge", "Workers handling a request.", hs.busy);
+    od_server_gauge(t, "orderd_workers_queued", "gauge", "Requests waiting for a worker.",
+                    hs.queued);
+    od_server_gauge(t, "orderd_workers_queue_limit", "gauge", "Waiting requests allowed.",
+                    hs.queue_limit);
+    od_cache_stats(srv->cache, &cs);
+    od_server_gauge(t, "orderd_hot_cache_hits_total", "counter", "Replays answered from memory.",
+                    cs.hits);
+    od_server_gauge(t, "orderd_hot_cache_misses_total", "counter", "Hot cache misses.", cs.misses);
+    od_server_gauge(t, "orderd_hot_cache_entries", "gauge", "Entries held.", cs.entries);
+}
+
+static void od_server_metrics_aws(od_server_t *srv, od_metrics_text_t *t)
+{
+    od_aws_stats_t as;
+    double bounds[OD_AWS_LATENCY_BUCKETS];
+
+    od_aws_stats(srv->aws, &as);
+    od_server_gauge(t, "orderd_aws_calls_total", "counter", "AWS API calls.", as.calls);
+    od_server_gauge(t, "orderd_aws_attempts_total", "counter", "AWS HTTP attempts.", as.attempts);
+    od_server_gauge(t, "orderd_aws_retries_total", "counter", "AWS retries.", as.retries);
+    od_server_gauge(t, "orderd_aws_throttled_total", "counter", "Throttled attempts.",
+                    as.throttled);
+    od_server_gauge(t, "orderd_aws_errors_total", "counter", "AWS calls that failed.", as.failed);
+    od_server_gauge(t, "orderd_aws_retry_budget_refusals_total", "counter",
+                    "Retries not made: the retry budget was empty.", as.budget_refusals);
+    od_server_gauge(t, "orderd_aws_connections_opened_total", "counter",
+                    "TCP connections opened to AWS.", as.connects);
+    for (int i = 0; i < OD_AWS_LATENCY_BUCKETS; i++) {
+        bounds[i] = i + 1 < OD_AWS_LATENCY_BUCKETS ? od_aws_latency_bounds_ms[i] / 1000.0 : 1e300;
+    }
+    od_metrics_family(t, "orderd_aws_call_duration_seconds", "histogram",
+                      "AWS call latency, retries included.");
+    od_metrics_histogram(t, "orderd_aws_call_duration_seconds", NULL, bounds, as.latency_le,
+                         OD_AWS_LATENCY_BUCKETS, (double) as.latency_us_sum / 1e6, as.calls);
+}
+
+static void od_server_metrics_outbox(od_server_t *srv, od_metrics_text_t *t)
+{
+    od_outbox_stats_t os = {0};
+
+    if (srv->outbox != NULL) {
+        od_outbox_stats(srv->outbox, &os);
+    }
+    od_server_gauge(t, "orderd_events_published_total", "counter", "Events published.",
+                    os.published);
+    od_server_gauge(t, "orderd_events_failed_total", "counter", "Event publish failures.",
+                    os.failed);
+    od_server_gauge(t, "orderd_outbox_pending", "gauge",
+                    "Events pending past their due time at the last relay round.", os.pending);
+    od_metrics_family(t, "orderd_outbox_oldest_pending_age_seconds", "gauge",
+                      "Age of the oldest of those.");
+    od_metrics_printf(t, "orderd_outbox_oldest_pending_age_seconds %.3f\n",
+                      (double) os.oldest_age / 1e6);
+}
+
+static void od_server_metrics(void *baton, od_metrics_text_t *t)
+{
+    od_server_t *srv = baton;
+
+    od_server_metrics_http(srv, t);
+    if (srv->aws != NULL) {
+        od_server_metrics_aws(srv, t);
+    }
+    od_server_metrics_outbox(srv, t);
+}
+
 apr_status_t od_server_create(od_server_t **out, const od_settings_t *settings, od_log_t *log,
                               apr_pool_t *p)
 {
@@ -293,12 +397,14 @@ apr_status_t od_server_create(od_server_t **out, const od_settings_t *settings, 
         rv = od_server_open_events(srv, p);
     }
     if (rv == APR_SUCCESS) {
+        od_api_probes_t probes = {od_server_ready, od_server_metrics, srv};
+        od_metrics_create(&srv->metrics, p);
         rv = od_api_create(&srv->api, settings, srv->rules, srv->cache, srv->store, srv->outbox,
-                           log, p);
+                           srv->metrics, &probes, log, p);
     }
     if (rv == APR_SUCCESS) {
         od_http_handler_t handler = od_api_handler(srv->api);
-        rv = od_http_create(&srv->http, settings, srv->keys, &handler, log, p);
+        rv = od_http_create(&srv->http, settings, srv->keys, &handler, srv->metrics, log, p);
     }
     if (rv == APR_SUCCESS) {
         *out = srv;

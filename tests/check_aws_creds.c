@@ -680,8 +680,8 @@ START_TEST(test_aws_creds_partial_source_passed_over_with_warning)
     setenv("AWS_SHARED_CREDENTIALS_FILE", write_file("creds", shared_file), 1);
     create_ok(&o, &cr);
     ck_assert_str_eq(cr.source, "shared-file");
-    assert_logged("WARN  aws: passed over credential sources: config: aws_secret_access_key set "
-                  "without aws_access_key_id");
+    assert_logged("\"level\":\"warn\",\"msg\":\"aws: passed over credential sources: config: "
+                  "aws_secret_access_key set without aws_access_key_id");
 }
 END_TEST
 

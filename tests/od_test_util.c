@@ -616,6 +616,9 @@ static struct curl_slist *od_test_headers(const od_test_request_t *req)
     if (req->chunked) {
         h = curl_slist_append(h, "Transfer-Encoding: chunked");
     }
+    if (req->header != NULL) {
+        h = curl_slist_append(h, req->header);
+    }
     return h;
 }
 

@@ -32,8 +32,9 @@ typedef struct od_test_request_t {
     const char *content_type; /* NULL: application/json if there is a body; "" : no header */
     const char *body;         /* NULL: no body */
     size_t body_len;
-    int chunked;     /* send the body with Transfer-Encoding: chunked, in small chunks */
-    long timeout_ms; /* whole-request bound; 0: 10 s */
+    int chunked;        /* send the body with Transfer-Encoding: chunked, in small chunks */
+    long timeout_ms;    /* whole-request bound; 0: 10 s */
+    const char *header; /* one more "Name: value" header, or NULL */
 } od_test_request_t;
 
 /** A response; release with od_test_response_free. */

@@ -1,0 +1,268 @@
+/*
+ * Operations end to end, on the real binary: /healthz and /readyz (public), /metrics checked by
+ * an independent parser (promtool) and against the requests made, request ids, and the JSON
+ * access log (one line per request, never a key).
+ */
+#include "od_suites.h"
+#include "od_test_util.h"
+
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+Suite *od_ops_suite(void);
+
+#define OPS_KEY "ops-secret-key-123456"
+#define OPS_ORDER                                                                                  \
+    "{\"customer_id\":\"CUST-000777\",\"currency\":\"EUR\",\"items\":[{\"sku\":\"SKU-7\","         \
+    "\"quantity\":1,\"unit_price_cents\":%d}]}"
+
+static const od_test_key_t ops_keys[] = {{"shop", OPS_KEY}};
+
+static od_test_env_t *start(const char *extra)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+
+    ck_assert_ptr_nonnull(env);
+    ck_assert_int_eq(od_test_env_write_keys(env, ops_keys, 1), 0);
+    ck_assert_int_eq(od_test_env_write_config(env, extra), 0);
+    ck_assert_msg(od_test_server_start(env) == 0, "%s", od_test_server_log(env));
+    return env;
+}
+
+/* Stops orderd (exit 0 required) but keeps the directory, to read the log. */
+static void finish_keep(od_test_env_t *env)
+{
+    ck_assert_int_eq(od_test_server_stop(env, 15000), 0);
+}
+
+static void finish(od_test_env_t *env)
+{
+    finish_keep(env);
+    od_test_env_destroy(env);
+}
+
+static long get(od_test_env_t *env, const char *path, const char *unused, od_test_response_t *out)
+{
+    od_test_request_t req = {.method = "GET", .path = path};
+    (void) unused;
+    ck_assert_int_eq(od_test_http(env, &req, out), 0);
+    return out->status;
+}
+
+static long post(od_test_env_t *env, int price, const char *key)
+{
+    char body[256];
+    od_test_request_t req = {.method = "POST", .path = "/orders", .body = body, .api_key = key};
+    od_test_response_t resp;
+
+    snprintf(body, sizeof(body), OPS_ORDER, price);
+    req.body_len = strlen(body);
+    ck_assert_int_eq(od_test_http(env, &req, &resp), 0);
+    long status = resp.status;
+    od_test_response_free(&resp);
+    return status;
+}
+
+START_TEST(test_ops_health_and_ready_need_no_key)
+{
+    od_test_env_t *env = start(NULL);
+    od_test_response_t resp;
+
+    ck_assert_int_eq(get(env, "/healthz", NULL, &resp), 200);
+    ck_assert_str_eq(resp.body, "{\"status\":\"ok\"}");
+    od_test_response_free(&resp);
+    ck_assert_int_eq(get(env, "/readyz", NULL, &resp), 200);
+    od_test_response_free(&resp);
+    /* Orders still need the key. */
+    ck_assert_int_eq(post(env, 1, NULL), 401);
+    finish(env);
+}
+END_TEST
+
+START_TEST(test_ops_readyz_503_when_store_unreachable)
+{
+    /* A DynamoDB store on a port where nothing listens: up, but not ready. */
+    setenv("AWS_ACCESS_KEY_ID", "AKIDOPS", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "x", 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    od_test_env_t *env = od_test_env_create(NULL);
+    od_test_response_t resp;
+
+    ck_assert_int_eq(od_test_env_write_config(env, "store = dynamodb\naws_region = us-east-1\n"
+                                                   "dynamodb_endpoint = http://127.0.0.1:9\n"
+                                                   "events_sink = none\naws_max_attempts = 1\n"),
+                     0);
+    od_test_env_skip_init_store(env);
+    ck_assert_int_eq(od_test_server_start(env), 0);
+    ck_assert_int_eq(get(env, "/healthz", NULL, &resp), 200);
+    od_test_response_free(&resp);
+    ck_assert_int_eq(get(env, "/readyz", NULL, &resp), 503);
+    ck_assert_ptr_nonnull(strstr(resp.body, "not reachable"));
+    od_test_response_free(&resp);
+    finish(env);
+}
+END_TEST
+
+/* The value of the sample @p series ("name{labels}") in exposition @p text, or -1. */
+static double sample(const char *text, const char *series)
+{
+    char want[256];
+    snprintf(want, sizeof(want), "\n%s ", series);
+    const char *at = strstr(text, want);
+    return at != NULL ? strtod(at + strlen(want), NULL) : -1;
+}
+
+static int promtool_check(od_test_env_t *env, const char *text)
+{
+    char *path = od_test_env_write_file(env, "metrics.txt", text);
+    char cmd[PATH_MAX + 64];
+
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s > %s.out 2>&1", path, path);
+    int rc = system(cmd);
+    free(path);
+    return rc;
+}
+
+START_TEST(test_ops_metrics_parse_and_count)
+{
+    od_test_env_t *env = start(NULL);
+    od_test_response_t resp;
+
+    ck_assert_int_eq(post(env, 10, OPS_KEY), 201);
+    ck_assert_int_eq(post(env, 11, OPS_KEY), 201);
+    ck_assert_int_eq(post(env, 10, OPS_KEY), 200); /* a replay from the hot cache */
+    ck_assert_int_eq(post(env, 12, "wrong"), 401);
+    ck_assert_int_eq(get(env, "/metrics", NULL, &resp), 200);
+    ck_assert_ptr_nonnull(strstr(od_test_response_header(&resp, "Content-Type"), "text/plain"));
+    ck_assert_msg(promtool_check(env, resp.body) == 0, "promtool rejected:\n%s", resp.body);
+    const char *t = resp.body;
+    ck_assert_int_eq(
+        (int) sample(t, "orderd_http_requests_total{route=\"post_orders\",code=\"201\"}"), 2);
+    ck_assert_int_eq(
+        (int) sample(t, "orderd_http_requests_total{route=\"post_orders\",code=\"200\"}"), 1);
+    ck_assert_int_eq(
+        (int) sample(t, "orderd_http_requests_total{route=\"post_orders\",code=\"401\"}"), 1);
+    ck_assert_int_eq(
+        (int) sample(t, "orderd_http_request_duration_seconds_count{route=\"post_orders\"}"), 4);
+    ck_assert_int_eq((int) sample(t, "orderd_hot_cache_hits_total"), 1);
+    ck_assert_int_eq((int) sample(t, "orderd_workers_queued"), 0);
+    ck_assert_int_eq((int) sample(t, "orderd_store_operation_duration_seconds_count{op=\"put\"}"),
+                     2);
+    od_test_response_free(&resp);
+    finish(env);
+}
+END_TEST
+
+/* The access line of @p request_id in the log, parsed; NULL if none. */
+static json_object *access_line(const char *log, const char *request_id)
+{
+    char want[256];
+    snprintf(want, sizeof(want), "\"request_id\":\"%s\"", request_id);
+    const char *at = strstr(log, want);
+    if (at == NULL) {
+        return NULL;
+    }
+    while (at > log && at[-1] != '\n') {
+        at--;
+    }
+    return json_tokener_parse(at); /* stops at the end of the first object */
+}
+
+static const char *field(json_object *o, const char *name)
+{
+    json_object *v = NULL;
+    return json_object_object_get_ex(o, name, &v) ? json_object_get_string(v) : NULL;
+}
+
+static json_object *post_with_id(od_test_env_t *env, const char *header, int price, char *rid,
+                                 size_t rid_size)
+{
+    od_test_request_t req = {
+        .method = "POST", .path = "/orders", .api_key = OPS_KEY, .header = header};
+    od_test_response_t resp;
+    char body[256];
+
+    snprintf(body, sizeof(body), OPS_ORDER, price);
+    req.body = body;
+    req.body_len = strlen(body);
+    ck_assert_int_eq(od_test_http(env, &req, &resp), 0);
+    ck_assert_int_eq(resp.status, 201);
+    const char *h = od_test_response_header(&resp, "X-Request-Id");
+    ck_assert_ptr_nonnull(h);
+    snprintf(rid, rid_size, "%s", h);
+    json_object *order = json_tokener_parse(resp.body);
+    od_test_response_free(&resp);
+    return order;
+}
+
+/* The access line of @p rid has every field, and the order and caller it concerned. */
+static void assert_access_line(const char *log, const char *rid, json_object *order)
+{
+    json_object *line = access_line(log, rid), *v = NULL;
+
+    ck_assert_msg(line != NULL, "no access line for %s in:\n%s", rid, log);
+    ck_assert_str_eq(field(line, "level"), "info");
+    ck_assert_ptr_nonnull(field(line, "time"));
+    ck_assert_str_eq(field(line, "method"), "POST");
+    ck_assert_str_eq(field(line, "path"), "/orders");
+    ck_assert_str_eq(field(line, "status"), "201");
+    ck_assert(json_object_object_get_ex(line, "duration_ms", &v));
+    ck_assert_str_eq(field(line, "caller"), "shop");
+    ck_assert_str_eq(field(line, "order_id"), field(order, "order_id"));
+    json_object_put(line);
+}
+
+START_TEST(test_ops_request_id_and_access_log)
+{
+    od_test_env_t *env = start(NULL);
+    char rid[160];
+
+    /* No X-Request-Id: one is generated (a ULID) and echoed. */
+    json_object *a = post_with_id(env, NULL, 90, rid, sizeof(rid));
+    ck_assert_uint_eq(strlen(rid), 26);
+    char generated[64];
+    snprintf(generated, sizeof(generated), "%s", rid);
+    /* The client's own id is kept and echoed ... */
+    json_object *b = post_with_id(env, "X-Request-Id: lb-1234.abc_Z", 91, rid, sizeof(rid));
+    ck_assert_str_eq(rid, "lb-1234.abc_Z");
+    /* ... unless it is not a sane token. */
+    json_object *c = post_with_id(env, "X-Request-Id: bad id\"{}", 92, rid, sizeof(rid));
+    ck_assert_uint_eq(strlen(rid), 26);
+    finish_keep(env);
+    char *log = od_test_server_log(env);
+    assert_access_line(log, generated, a);
+    assert_access_line(log, "lb-1234.abc_Z", b);
+    /* Every line is JSON, and the key never appears. */
+    ck_assert_ptr_null(strstr(log, OPS_KEY));
+    for (char *l = log, *nl = NULL; *l != '\0'; l = nl + 1) {
+        nl = strchr(l, '\n');
+        ck_assert_ptr_nonnull(nl);
+        *nl = '\0';
+        json_object *o = json_tokener_parse(l);
+        ck_assert_msg(o != NULL && field(o, "level") != NULL, "not a JSON log line: %s", l);
+        json_object_put(o);
+    }
+    free(log);
+    json_object_put(a);
+    json_object_put(b);
+    json_object_put(c);
+    od_test_env_destroy(env);
+}
+END_TEST
+
+Suite *od_ops_suite(void)
+{
+    Suite *s = suite_create("ops");
+    TCase *tc = tcase_create("observability");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_ops_health_and_ready_need_no_key);
+    tcase_add_test(tc, test_ops_readyz_503_when_store_unreachable);
+    tcase_add_test(tc, test_ops_metrics_parse_and_count);
+    tcase_add_test(tc, test_ops_request_id_and_access_log);
+    suite_add_tcase(s, tc);
+    return s;
+}
