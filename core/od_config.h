@@ -45,6 +45,8 @@ typedef struct od_settings_t {
     const char *sqlite_path;
     int sqlite_batch_max;      /* orders per group-commit transaction */
     const char *api_keys_file; /* NULL: everyone is "anonymous" */
+    int rate_limit_per_s;      /* default sustained requests/s per caller; 0: unlimited */
+    int rate_limit_burst;      /* default burst per caller */
     od_log_level_e log_level;
     int shutdown_timeout_s;
     /* AWS (store = dynamodb); NULL strings fall back to the environment / AWS defaults. */

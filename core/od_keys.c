@@ -7,6 +7,8 @@
 #include <apr_strings.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define OD_KEYS_DIGEST_LEN 32
@@ -16,11 +18,13 @@
 typedef struct od_key_entry_t {
     const char *name;
     unsigned char digest[OD_KEYS_DIGEST_LEN];
+    double rate; /* 0: the default */
+    int burst;   /* 0: the default */
 } od_key_entry_t;
 
 struct od_keys_s {
     apr_hash_t *by_digest; /* digest -> od_key_entry_t; read-only after parse */
-    apr_hash_t *by_name;   /* name -> line, to report repeats */
+    apr_hash_t *by_name;   /* name -> od_key_entry_t */
     int count;
 };
 
@@ -58,15 +62,43 @@ static int od_keys_name_ok(const char *name)
     return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
 }
 
+/* An optional `rate=R` or `burst=B` after the hash. */
+static const char *od_keys_option(od_key_entry_t *e, const char *opt)
+{
+    char *end = NULL;
+
+    if (strncmp(opt, "rate=", 5) == 0) {
+        e->rate = strtod(opt + 5, &end);
+        return (*end != '\0' || opt[5] == '\0' || !(e->rate > 0 && e->rate < 1e9))
+                   ? "rate= must be a number of requests per second > 0"
+                   : NULL;
+    }
+    if (strncmp(opt, "burst=", 6) == 0) {
+        long b = strtol(opt + 6, &end, 10);
+        e->burst = (int) b;
+        return (*end != '\0' || opt[6] == '\0' || b < 1 || b > 1000000)
+                   ? "burst= must be an integer from 1 to 1000000"
+                   : NULL;
+    }
+    return "expected 'NAME SHA256HEX [rate=R] [burst=B]'";
+}
+
 static const char *od_keys_line(od_keys_t *keys, char *line, int lineno, apr_pool_t *p)
 {
     char *state = NULL;
     char *name = apr_strtok(line, " \t\r", &state);
     char *hex = apr_strtok(NULL, " \t\r", &state);
-    od_key_entry_t *entry = apr_palloc(p, sizeof(*entry));
+    od_key_entry_t *entry = apr_pcalloc(p, sizeof(*entry));
 
-    if (name == NULL || hex == NULL || apr_strtok(NULL, " \t\r", &state) != NULL) {
-        return "expected 'NAME SHA256HEX'";
+    if (name == NULL || hex == NULL) {
+        return "expected 'NAME SHA256HEX [rate=R] [burst=B]'";
+    }
+    for (char *opt = apr_strtok(NULL, " \t\r", &state); opt != NULL;
+         opt = apr_strtok(NULL, " \t\r", &state)) {
+        const char *why = od_keys_option(entry, opt);
+        if (why != NULL) {
+            return why;
+        }
     }
     if (!od_keys_name_ok(name)) {
         return apr_psprintf(p, "caller name '%s' must be 1..64 of [A-Za-z0-9_.-]", name);
@@ -80,8 +112,9 @@ static const char *od_keys_line(od_keys_t *keys, char *line, int lineno, apr_poo
     if (apr_hash_get(keys->by_digest, entry->digest, OD_KEYS_DIGEST_LEN) != NULL) {
         return apr_psprintf(p, "the key hash of '%s' is already used by another caller", name);
     }
-    apr_hash_set(keys->by_name, name, APR_HASH_KEY_STRING, apr_itoa(p, lineno));
+    (void) lineno;
     entry->name = name;
+    apr_hash_set(keys->by_name, name, APR_HASH_KEY_STRING, entry);
     apr_hash_set(keys->by_digest, entry->digest, OD_KEYS_DIGEST_LEN, entry);
     keys->count++;
     return NULL;
@@ -134,6 +167,51 @@ const char *od_keys_lookup(const od_keys_t *keys, const char *presented)
         return NULL;
     }
     return entry->name;
+}
+
+int od_keys_limits(const od_keys_t *keys, const char *name, double *rate, int *burst)
+{
+    const od_key_entry_t *e = apr_hash_get(keys->by_name, name, APR_HASH_KEY_STRING);
+
+    if (e == NULL) {
+        return 0;
+    }
+    *rate = e->rate;
+    *burst = e->burst;
+    return 1;
+}
+
+static void od_keys_hex(char *out, const unsigned char *in, apr_size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (apr_size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+apr_status_t od_keys_generate(const char *name, const char **key, const char **line, apr_pool_t *p)
+{
+    unsigned char raw[24], digest[OD_KEYS_DIGEST_LEN];
+    char hex[2 * sizeof(raw) + 1], dhex[2 * OD_KEYS_DIGEST_LEN + 1];
+    unsigned int dlen = 0;
+
+    if (!od_keys_name_ok(name)) {
+        return OD_EINVAL;
+    }
+    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+        return APR_EGENERAL;
+    }
+    od_keys_hex(hex, raw, sizeof(raw));
+    *key = apr_pstrcat(p, "odk_", hex, NULL);
+    if (EVP_Digest(*key, strlen(*key), digest, &dlen, EVP_sha256(), NULL) != 1) {
+        return APR_EGENERAL;
+    }
+    od_keys_hex(dhex, digest, OD_KEYS_DIGEST_LEN);
+    *line = apr_pstrcat(p, name, " ", dhex, NULL);
+    return APR_SUCCESS;
 }
 
 int od_keys_count(const od_keys_t *keys)

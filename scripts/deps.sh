@@ -3,7 +3,7 @@
 
 # Build and run time.
 OD_BUILD_PACKAGES=(build-essential cmake pkg-config libapr1-dev libaprutil1-dev
-    libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev libsqlite3-dev libssl-dev)
+    libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev libsqlite3-dev libssl-dev libsystemd-dev)
 # Tests only.
 OD_TEST_PACKAGES=(check libsubunit-dev curl sqlite3 prometheus)
 

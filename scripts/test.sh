@@ -33,6 +33,9 @@ run_suite plain ""
 run_suite asan-ubsan "address,undefined"
 run_suite tsan "thread" -L concurrency
 
+echo "== packaging (systemd units, CloudFormation, man page)"
+bash "$OD_ROOT/scripts/check-packaging.sh" || status=1
+
 if ((status == 0)); then
     echo "== all test runs passed"
 else

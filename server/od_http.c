@@ -1,6 +1,7 @@
 /* od_http: libmicrohttpd front end with an APR worker pool behind suspended connections. */
 #include "od_http.h"
 #include "od_problem.h"
+#include "od_ratelimit.h"
 #include "od_status.h"
 #include "od_ulid.h"
 
@@ -8,6 +9,7 @@
 #include <apr_lib.h>
 #include <apr_strings.h>
 #include <apr_thread_pool.h>
+#include <apr_thread_rwlock.h>
 #include <arpa/inet.h>
 #include <json-c/json.h>
 #include <microhttpd.h>
@@ -24,7 +26,14 @@
 
 struct od_http_s {
     const od_settings_t *settings;
+    /* Guarded by keys_lock (read while authenticating, written by a reload): the key set, the
+     * pool that owns it, and the default rate limit. */
+    apr_thread_rwlock_t *keys_lock;
     const od_keys_t *keys; /* NULL: everyone is anonymous */
+    apr_pool_t *keys_pool;
+    int default_rate;
+    int default_burst;
+    od_ratelimit_t *limits;
     od_http_handler_t handler;
     od_metrics_t *metrics;
     od_log_t *log;
@@ -130,7 +139,8 @@ void od_request_problem(od_request_t *r, int status, const char *type, const cha
 {
     const char *body = od_problem_render(status, type, title, detail, errors, r->pool);
 
-    if (status == MHD_HTTP_SERVICE_UNAVAILABLE || status == MHD_HTTP_TOO_MANY_REQUESTS) {
+    if ((status == MHD_HTTP_SERVICE_UNAVAILABLE || status == MHD_HTTP_TOO_MANY_REQUESTS) &&
+        apr_table_get(r->headers, "Retry-After") == NULL) {
         apr_table_setn(r->headers, "Retry-After", "1");
     }
     od_request_respond(r, status, OD_PROBLEM_CONTENT_TYPE, body, strlen(body));
@@ -194,17 +204,48 @@ static const char *od_http_lookup(od_request_t *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
-static int od_http_authenticate(od_request_t *r)
+/* Authenticates the caller and takes a token from its bucket. Returns 0, or 401 / 429. */
+static int od_http_admit(od_request_t *r, apr_interval_time_t *retry_after)
 {
     od_http_t *h = r->http;
+    double rate = 0;
+    int burst = 0, status = 0;
 
+    apr_thread_rwlock_rdlock(h->keys_lock);
     if (h->keys == NULL) {
         r->caller = OD_HTTP_ANONYMOUS;
-        return 1;
+    } else {
+        const char *name = od_keys_lookup(h->keys, od_http_lookup(r, "X-API-Key"));
+        r->caller = name != NULL ? apr_pstrdup(r->pool, name) : NULL;
+        if (name != NULL) {
+            od_keys_limits(h->keys, name, &rate, &burst);
+        }
     }
-    const char *name = od_keys_lookup(h->keys, od_http_lookup(r, "X-API-Key"));
-    r->caller = name;
-    return name != NULL;
+    rate = rate > 0 ? rate : h->default_rate;
+    burst = burst > 0 ? burst : h->default_burst;
+    apr_thread_rwlock_unlock(h->keys_lock);
+    if (r->caller == NULL) {
+        status = MHD_HTTP_UNAUTHORIZED;
+    } else if (!od_ratelimit_take(h->limits, r->caller, rate, burst, r->started, retry_after)) {
+        status = MHD_HTTP_TOO_MANY_REQUESTS;
+    }
+    return status;
+}
+
+void od_http_reload(od_http_t *h, const od_keys_t *keys, apr_pool_t *keys_pool, int default_rate,
+                    int default_burst)
+{
+    apr_thread_rwlock_wrlock(h->keys_lock);
+    apr_pool_t *old = h->keys_pool;
+    h->keys = keys;
+    h->keys_pool = keys_pool;
+    h->default_rate = default_rate;
+    h->default_burst = default_burst;
+    apr_thread_rwlock_unlock(h->keys_lock);
+    /* No reader holds the lock any more, and names were copied into request pools. */
+    if (old != NULL) {
+        apr_pool_destroy(old);
+    }
 }
 
 static char *od_http_trim(char *s)
@@ -289,9 +330,20 @@ static enum MHD_Result od_http_first(od_request_t *r)
         return od_http_fail(r, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed",
                             apr_psprintf(r->pool, "allowed: %s", r->route.allow));
     }
-    if (!r->route.is_public && !od_http_authenticate(r)) {
+    apr_interval_time_t wait = 0;
+    int refused = r->route.is_public ? 0 : od_http_admit(r, &wait);
+    if (refused == MHD_HTTP_UNAUTHORIZED) {
         return od_http_fail(r, MHD_HTTP_UNAUTHORIZED, "Unauthorized",
                             "a valid X-API-Key header is required");
+    }
+    if (refused == MHD_HTTP_TOO_MANY_REQUESTS) {
+        apr_table_setn(
+            r->headers, "Retry-After",
+            apr_ltoa(r->pool, (long) ((wait + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC)));
+        od_request_problem(r, MHD_HTTP_TOO_MANY_REQUESTS, NULL, "Too Many Requests",
+                           "this caller's rate limit is exceeded; retry after the given delay",
+                           NULL);
+        return od_http_send(r);
     }
     return r->route.wants_body ? od_http_check_body(r) : MHD_YES;
 }
@@ -496,12 +548,22 @@ apr_status_t od_http_create(od_http_t **out, const od_settings_t *settings, cons
     *out = NULL;
     h->settings = settings;
     h->keys = keys;
+    h->default_rate = settings->rate_limit_per_s;
+    h->default_burst = settings->rate_limit_burst;
     h->handler = *handler;
     h->metrics = metrics;
     h->log = log;
     h->pool = p;
-    apr_status_t rv = apr_thread_pool_create(&h->workers, (apr_size_t) settings->worker_threads,
-                                             (apr_size_t) settings->worker_threads, p);
+    apr_status_t rv = apr_thread_rwlock_create(&h->keys_lock, p);
+    if (rv == APR_SUCCESS) {
+        rv = od_ratelimit_create(&h->limits, p);
+    }
+    if (rv != APR_SUCCESS) {
+        od_log_error(log, "http: creating the keys lock or rate limiter failed: %d", rv);
+        return rv;
+    }
+    rv = apr_thread_pool_create(&h->workers, (apr_size_t) settings->worker_threads,
+                                (apr_size_t) settings->worker_threads, p);
     if (rv != APR_SUCCESS) {
         od_log_error(log, "http: apr_thread_pool_create(%d threads) failed: %d",
                      settings->worker_threads, rv);

@@ -66,6 +66,15 @@ typedef struct od_http_stats_t {
 /** Fills @p out. Thread-safe. */
 void od_http_stats(od_http_t *http, od_http_stats_t *out);
 
+/**
+ * Replaces the key set and the default rate limit (SIGHUP), without dropping connections: new
+ * requests see the new set; @p keys_pool (which owns @p keys; may be NULL with @p keys NULL)
+ * becomes the front end's, and the previous one is destroyed once no request uses it.
+ * Thread-safe.
+ */
+void od_http_reload(od_http_t *http, const od_keys_t *keys, apr_pool_t *keys_pool,
+                    int default_rate, int default_burst);
+
 /** Starts listening. Returns APR_SUCCESS, or OD_EUNAVAIL (logged) if MHD cannot start. */
 apr_status_t od_http_start(od_http_t *http);
 

@@ -60,6 +60,25 @@ apr_status_t od_server_read_file(char **text, apr_size_t *len, const char *path,
     return rv;
 }
 
+/* Key hashes are not keys, but a file others can read or change lets them see who the callers
+ * are or add one: refuse it, as ssh does with private keys. */
+static apr_status_t od_server_check_private(const char *path, const char **errmsg, apr_pool_t *p)
+{
+    apr_finfo_t fi;
+    char buf[96];
+    apr_status_t rv = apr_stat(&fi, path, APR_FINFO_PROT, p);
+
+    if (rv != APR_SUCCESS) {
+        *errmsg = apr_psprintf(p, "%s: cannot read: %s", path, apr_strerror(rv, buf, sizeof(buf)));
+        return rv;
+    }
+    if (fi.protection & (APR_FPROT_WREAD | APR_FPROT_WWRITE | APR_FPROT_WEXECUTE)) {
+        *errmsg = apr_psprintf(p, "%s: is accessible by other users; run chmod o-rwx on it", path);
+        return OD_ECONFIG;
+    }
+    return APR_SUCCESS;
+}
+
 static apr_status_t od_server_load_keys(od_keys_t **keys, const od_settings_t *s,
                                         const char **errmsg, apr_pool_t *p)
 {
@@ -70,7 +89,11 @@ static apr_status_t od_server_load_keys(od_keys_t **keys, const od_settings_t *s
     if (s->api_keys_file == NULL) {
         return APR_SUCCESS;
     }
-    apr_status_t rv = od_server_read_file(&text, &len, s->api_keys_file, errmsg, p);
+    apr_status_t rv = od_server_check_private(s->api_keys_file, errmsg, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = od_server_read_file(&text, &len, s->api_keys_file, errmsg, p);
     return rv == APR_SUCCESS ? od_keys_parse(keys, text, len, s->api_keys_file, errmsg, p) : rv;
 }
 
@@ -431,6 +454,39 @@ apr_status_t od_server_start(od_server_t *srv)
                 od_store_name(srv->store), s->http_threads, s->worker_threads, s->queue_limit,
                 od_sink_name(srv->sink));
     return APR_SUCCESS;
+}
+
+apr_status_t od_server_reload(od_server_t *srv, const char *config_path)
+{
+    apr_pool_t *tmp = NULL, *keys_pool = NULL;
+    od_settings_t fresh;
+    od_keys_t *keys = NULL;
+    const char *errmsg = NULL;
+
+    /* Pools of their own: the new key set outlives this call (it is handed to the front end),
+     * the rest of the new configuration does not. */
+    apr_pool_create(&tmp, NULL);
+    apr_pool_create(&keys_pool, NULL);
+    apr_status_t rv = od_server_load_config(&fresh, config_path, &errmsg, tmp);
+    if (rv == APR_SUCCESS) {
+        rv = od_server_load_keys(&keys, &fresh, &errmsg, keys_pool);
+    }
+    if (rv != APR_SUCCESS) {
+        od_log_error(srv->log, "server: reload failed, keeping the running configuration: %s",
+                     errmsg);
+        apr_pool_destroy(keys_pool);
+    } else {
+        od_log_set_level(srv->log, fresh.log_level);
+        od_http_reload(srv->http, keys, keys_pool, fresh.rate_limit_per_s, fresh.rate_limit_burst);
+        od_log_info(srv->log,
+                    "server: reloaded %s: %d caller(s), log_level %s, default rate "
+                    "limit %d/s burst %d (other keys take effect at restart)",
+                    config_path, keys != NULL ? od_keys_count(keys) : 0,
+                    od_config_log_level_name(fresh.log_level), fresh.rate_limit_per_s,
+                    fresh.rate_limit_burst);
+    }
+    apr_pool_destroy(tmp);
+    return rv;
 }
 
 void od_server_stop(od_server_t *srv)

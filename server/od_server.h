@@ -46,6 +46,14 @@ apr_status_t od_server_init_store(const od_settings_t *settings, od_log_t *log, 
 /** Starts listening; logs the address and port. Returns APR_SUCCESS or OD_EUNAVAIL (logged). */
 apr_status_t od_server_start(od_server_t *srv);
 
+/**
+ * SIGHUP: re-reads @p config_path and applies, without a restart or dropped connections, the API
+ * keys file (callers and their rate limits), log_level and the default rate limit. Other changed
+ * keys take effect at the next restart. On any error nothing changes and the error is logged.
+ * Returns APR_SUCCESS or the error. Call from one thread at a time.
+ */
+apr_status_t od_server_reload(od_server_t *srv, const char *config_path);
+
 /** Gracefully stops (see od_http_stop) within the configured shutdown_timeout_s. */
 void od_server_stop(od_server_t *srv);
 

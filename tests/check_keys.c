@@ -51,10 +51,14 @@ END_TEST
 START_TEST(test_keys_bad_lines_name_the_line)
 {
     const char *bad[][2] = {
-        {"a\n", "keys:1: expected 'NAME SHA256HEX'"},
+        {"a\n", "keys:1: expected 'NAME SHA256HEX [rate=R] [burst=B]'"},
         {"# x\nshop abc\n", "keys:2: the key hash must be 64 hex digits"},
         {"sh op 2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b\n",
          "keys:1: expected"},
+        {"shop " HASH_SECRET " rate=0\n", "keys:1: rate= must be a number"},
+        {"shop " HASH_SECRET " rate=x\n", "keys:1: rate= must be a number"},
+        {"shop " HASH_SECRET " burst=0\n", "keys:1: burst= must be an integer"},
+        {"shop " HASH_SECRET " colour=red\n", "keys:1: expected 'NAME SHA256HEX [rate=R]"},
         {"sh/op 2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b\n",
          "keys:1: caller name 'sh/op'"},
         {"s 2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25g\n",
@@ -75,6 +79,26 @@ START_TEST(test_keys_bad_lines_name_the_line)
         ck_assert_msg(strncmp(err, bad[i][1], strlen(bad[i][1])) == 0, "case %zu: got '%s'", i,
                       err);
     }
+}
+END_TEST
+
+START_TEST(test_keys_rate_and_burst_per_caller)
+{
+    od_keys_t *k = NULL;
+    const char *err = NULL;
+    double rate = -1;
+    int burst = -1;
+
+    ck_assert_int_eq(
+        parse(&k, "a " HASH_SECRET " rate=2.5 burst=7\nb " HASH_OTHER_UPPER "\n", &err),
+        APR_SUCCESS);
+    ck_assert_int_eq(od_keys_limits(k, "a", &rate, &burst), 1);
+    ck_assert(rate == 2.5);
+    ck_assert_int_eq(burst, 7);
+    ck_assert_int_eq(od_keys_limits(k, "b", &rate, &burst), 1);
+    ck_assert(rate == 0); /* the default */
+    ck_assert_int_eq(burst, 0);
+    ck_assert_int_eq(od_keys_limits(k, "nobody", &rate, &burst), 0);
 }
 END_TEST
 
@@ -107,6 +131,7 @@ Suite *od_keys_suite(void)
     tcase_add_test(tc, test_keys_lookup_by_hash);
     tcase_add_test(tc, test_keys_bad_lines_name_the_line);
     tcase_add_test(tc, test_keys_name_length_limit);
+    tcase_add_test(tc, test_keys_rate_and_burst_per_caller);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -7,6 +7,11 @@
 #include "od_test_util.h"
 
 #include <json-c/json.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +25,14 @@ Suite *od_ops_suite(void);
     "\"quantity\":1,\"unit_price_cents\":%d}]}"
 
 static const od_test_key_t ops_keys[] = {{"shop", OPS_KEY}};
+
+/* "api_keys_file = PATH" for a keys file written by the test itself. */
+static const char *keys_line(const char *path)
+{
+    static char line[PATH_MAX + 32];
+    snprintf(line, sizeof(line), "api_keys_file = %s\n", path);
+    return line;
+}
 
 static od_test_env_t *start(const char *extra)
 {
@@ -253,6 +266,150 @@ START_TEST(test_ops_request_id_and_access_log)
 }
 END_TEST
 
+START_TEST(test_ops_rate_limit_429_with_retry_after)
+{
+    /* The default: 1/s with a burst of 3; this caller's own line is not limited further. */
+    od_test_env_t *env = start("rate_limit_per_s = 1\nrate_limit_burst = 3\n");
+    od_test_request_t req = {
+        .method = "GET", .path = "/orders/01ARZ3NDEKTSV4RRFFQ69G5FAV", .api_key = OPS_KEY};
+    od_test_response_t resp;
+    int ok = 0, limited = 0;
+
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(od_test_http(env, &req, &resp), 0);
+        ok += resp.status == 404;
+        if (resp.status == 429) {
+            limited++;
+            ck_assert_str_eq(od_test_response_header(&resp, "Retry-After"), "1");
+        }
+        od_test_response_free(&resp);
+    }
+    ck_assert_int_eq(ok, 3);
+    ck_assert_int_eq(limited, 3);
+    /* Health checks are never limited. */
+    ck_assert_int_eq(get(env, "/healthz", NULL, &resp), 200);
+    od_test_response_free(&resp);
+    finish(env);
+}
+END_TEST
+
+/* Writes the keys file again with one more caller and reloads with SIGHUP while a keep-alive
+ * client keeps going: the new caller works, the old one still does, nothing is dropped. */
+START_TEST(test_ops_sighup_reloads_keys_and_level)
+{
+    static const od_test_key_t more[] = {{"shop", OPS_KEY}, {"late", "late-key-0987654321"}};
+    od_test_env_t *env = start(NULL);
+
+    ck_assert_int_eq(post(env, 500, "late-key-0987654321"), 401);
+    ck_assert_int_eq(od_test_env_write_keys(env, more, 2), 0);
+    ck_assert_int_eq(od_test_server_signal(env, SIGHUP), 0);
+    int reloaded = 0;
+    for (int i = 0; i < 50 && !reloaded; i++) {
+        od_test_sleep_ms(100);
+        char *log = od_test_server_log(env);
+        reloaded = strstr(log, "reloaded") != NULL;
+        free(log);
+    }
+    ck_assert(reloaded);
+    ck_assert_int_eq(post(env, 501, "late-key-0987654321"), 201);
+    ck_assert_int_eq(post(env, 502, OPS_KEY), 201);
+    /* A broken keys file is refused and the running set kept. */
+    char *bad = od_test_env_write_file(env, "broken", "no-hash-here\n");
+    ck_assert_int_eq(rename(bad, od_test_env_keys_path(env)), 0);
+    chmod(od_test_env_keys_path(env), 0600);
+    ck_assert_int_eq(od_test_server_signal(env, SIGHUP), 0);
+    od_test_sleep_ms(500);
+    ck_assert_int_eq(post(env, 503, "late-key-0987654321"), 201);
+    free(bad);
+    finish(env);
+}
+END_TEST
+
+START_TEST(test_ops_keys_file_readable_by_others_refused)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+    char *err = NULL;
+
+    ck_assert_int_eq(od_test_env_write_keys(env, ops_keys, 1), 0);
+    ck_assert_int_eq(od_test_env_write_config(env, NULL), 0);
+    chmod(od_test_env_keys_path(env), 0644);
+    ck_assert_int_eq(od_test_check_config(env, od_test_env_config_path(env), &err), 1);
+    ck_assert_msg(strstr(err, "accessible by other users") != NULL, "%s", err);
+    free(err);
+    od_test_env_destroy(env);
+}
+END_TEST
+
+START_TEST(test_ops_keygen_line_authenticates)
+{
+    char cmd[PATH_MAX + 32], out[1024], key[128] = "", line[256] = "";
+    snprintf(cmd, sizeof(cmd), "%s keygen shop-9", getenv("ORDERD_BIN"));
+    FILE *f = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof(out) - 1, f);
+    out[n] = '\0';
+    ck_assert_int_eq(pclose(f), 0);
+    ck_assert_int_eq(sscanf(strstr(out, "odk_"), "%127s", key), 1);
+    ck_assert_int_eq(sscanf(strstr(out, "\nshop-9 ") + 1, "%255[^\n]", line), 1);
+    ck_assert_uint_eq(strlen(key), 4 + 48);
+
+    od_test_env_t *env = od_test_env_create(NULL);
+    char *keys = od_test_env_write_file(env, "keys", line);
+    chmod(keys, 0600);
+    ck_assert_int_eq(od_test_env_write_config(env, keys_line(keys)), 0);
+    ck_assert_msg(od_test_server_start(env) == 0, "%s", od_test_server_log(env));
+    ck_assert_int_eq(post(env, 600, key), 201);
+    ck_assert_int_eq(post(env, 601, "odk_0000"), 401);
+    finish(env);
+    free(keys);
+}
+END_TEST
+
+/* Reads the datagrams orderd sent to the notify socket so far (bounded wait). */
+static void notify_read(int fd, char *all, size_t size, long wait_ms)
+{
+    char msg[512];
+
+    for (long waited = 0; waited < wait_ms; waited += 50) {
+        ssize_t n;
+        while ((n = recv(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT)) > 0) {
+            msg[n] = '\0';
+            strncat(all, msg, size - strlen(all) - 2);
+            strncat(all, "|", size - strlen(all) - 1);
+        }
+        od_test_sleep_ms(50);
+    }
+}
+
+/* systemd's notify protocol (Type=notify, WatchdogSec=): READY once listening, watchdog pings,
+ * RELOADING/READY around SIGHUP, STOPPING on SIGTERM. */
+START_TEST(test_ops_systemd_notify_protocol)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    char got[4096] = "";
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", od_test_env_dir(env));
+    ck_assert_int_eq(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+    setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+    setenv("WATCHDOG_USEC", "400000", 1);
+    ck_assert_int_eq(od_test_env_write_config(env, NULL), 0);
+    ck_assert_int_eq(od_test_server_start(env), 0);
+    notify_read(fd, got, sizeof(got), 700);
+    ck_assert_msg(strstr(got, "READY=1") == got, "first message: %s", got);
+    ck_assert_msg(strstr(got, "WATCHDOG=1") != NULL, "no watchdog ping: %s", got);
+    ck_assert_int_eq(od_test_server_signal(env, SIGHUP), 0);
+    notify_read(fd, got, sizeof(got), 500);
+    ck_assert_msg(strstr(got, "RELOADING=1|READY=1") != NULL, "reload: %s", got);
+    ck_assert_int_eq(od_test_server_signal(env, SIGTERM), 0);
+    notify_read(fd, got, sizeof(got), 500);
+    ck_assert_msg(strstr(got, "STOPPING=1") != NULL, "stop: %s", got);
+    ck_assert_int_eq(od_test_server_stop(env, 15000), 0);
+    close(fd);
+    od_test_env_destroy(env);
+}
+END_TEST
+
 Suite *od_ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -263,6 +420,11 @@ Suite *od_ops_suite(void)
     tcase_add_test(tc, test_ops_readyz_503_when_store_unreachable);
     tcase_add_test(tc, test_ops_metrics_parse_and_count);
     tcase_add_test(tc, test_ops_request_id_and_access_log);
+    tcase_add_test(tc, test_ops_rate_limit_429_with_retry_after);
+    tcase_add_test(tc, test_ops_sighup_reloads_keys_and_level);
+    tcase_add_test(tc, test_ops_keys_file_readable_by_others_refused);
+    tcase_add_test(tc, test_ops_keygen_line_authenticates);
+    tcase_add_test(tc, test_ops_systemd_notify_protocol);
     suite_add_tcase(s, tc);
     return s;
 }

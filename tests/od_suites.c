@@ -21,6 +21,8 @@ const od_suite_entry_t od_suites[] = {
     {"dynamodb", od_dynamodb_suite},
     {"events", od_events_suite},
     {"ops", od_ops_suite},
+    {"consumer", od_consumer_suite},
+    {"ratelimit", od_ratelimit_suite},
     {"e2e", od_e2e_suite},
     {NULL, NULL},
 };

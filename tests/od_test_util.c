@@ -215,8 +215,22 @@ int od_test_env_write_keys(od_test_env_t *env, const od_test_key_t *keys, size_t
     if (f != NULL && fclose(f) != 0) {
         rc = -1;
     }
+    /* orderd refuses a keys file other users can read. */
+    if (rc == 0 && chmod(env->keys, 0600) != 0) {
+        rc = -1;
+    }
     env->has_keys = rc == 0;
     return rc;
+}
+
+const char *od_test_env_keys_path(const od_test_env_t *env)
+{
+    return env->keys;
+}
+
+int od_test_server_signal(od_test_env_t *env, int sig)
+{
+    return env->pid != 0 ? kill(env->pid, sig) : -1;
 }
 
 /* $ORDERD_TEST_STORE_CONF (set by a suite fixture that started an engine) switches the store;

@@ -84,6 +84,12 @@ int od_test_env_write_keys(od_test_env_t *env, const od_test_key_t *keys, size_t
  */
 int od_test_env_write_config(od_test_env_t *env, const char *extra);
 
+/** The keys file's path (written mode 0600 by od_test_env_write_keys). */
+const char *od_test_env_keys_path(const od_test_env_t *env);
+
+/** Sends @p sig to the running daemon. Returns 0, or -1 without a daemon. */
+int od_test_server_signal(od_test_env_t *env, int sig);
+
 /** Makes the next start skip `--init-store` (the table already exists). */
 void od_test_env_skip_init_store(od_test_env_t *env);
 
