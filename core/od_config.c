@@ -59,6 +59,11 @@ static const od_conf_key_t od_conf_keys[] = {
     OD_STR(sqlite_path),
     OD_INT(sqlite_batch_max, 1, 100000),
     OD_STR(api_keys_file),
+    OD_STR(tls_cert_file),
+    OD_STR(tls_key_file),
+    OD_STR(cors_allowed_origins),
+    OD_INT(max_connections_per_ip, 0, 1000000),
+    OD_INT(max_header_bytes, 1024, 1048576),
     OD_INT(rate_limit_per_s, 0, 1000000),
     OD_INT(rate_limit_burst, 1, 1000000),
     {"log_level", OD_CONF_ENUM, offsetof(od_settings_t, log_level), 0, 0, od_level_choices},
@@ -116,6 +121,8 @@ void od_config_defaults(od_settings_t *out)
     out->sqlite_path = "orderd.db";
     out->sqlite_batch_max = 512;
     out->api_keys_file = NULL;
+    out->max_connections_per_ip = 256;
+    out->max_header_bytes = 16384;
     out->rate_limit_per_s = 0;
     out->rate_limit_burst = 100;
     out->log_level = OD_LOG_INFO;

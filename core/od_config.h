@@ -45,8 +45,13 @@ typedef struct od_settings_t {
     const char *sqlite_path;
     int sqlite_batch_max;      /* orders per group-commit transaction */
     const char *api_keys_file; /* NULL: everyone is "anonymous" */
-    int rate_limit_per_s;      /* default sustained requests/s per caller; 0: unlimited */
-    int rate_limit_burst;      /* default burst per caller */
+    const char *tls_cert_file; /* PEM; with tls_key_file: HTTPS, else plain HTTP */
+    const char *tls_key_file;
+    const char *cors_allowed_origins; /* space/comma separated origins, or "*"; NULL: no CORS */
+    int max_connections_per_ip;       /* 0: unlimited */
+    int max_header_bytes;             /* request line + headers, per connection */
+    int rate_limit_per_s;             /* default sustained requests/s per caller; 0: unlimited */
+    int rate_limit_burst;             /* default burst per caller */
     od_log_level_e log_level;
     int shutdown_timeout_s;
     /* AWS (store = dynamodb); NULL strings fall back to the environment / AWS defaults. */

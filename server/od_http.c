@@ -6,6 +6,7 @@
 #include "od_ulid.h"
 
 #include <apr_atomic.h>
+#include <apr_hash.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
 #include <apr_thread_pool.h>
@@ -20,6 +21,12 @@
 #include <unistd.h>
 
 #define OD_HTTP_ANONYMOUS "anonymous"
+/* TLS 1.2 and 1.3 only, AEAD ciphers only, our order of preference (GnuTLS priority syntax). */
+#define OD_HTTP_TLS_PRIORITIES                                                                     \
+    "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"         \
+    "+CHACHA20-POLY1305:-SHA1:-MD5:%SERVER_PRECEDENCE"
+#define OD_HTTP_CORS_ALLOW_HEADERS "Content-Type, X-API-Key, X-Request-Id"
+#define OD_HTTP_CORS_EXPOSE_HEADERS "Location, Idempotent-Replayed, X-Request-Id, Retry-After"
 #define OD_HTTP_DRAIN_POLL apr_time_from_msec(10)
 /* Most body bytes read and thrown away to be able to answer 413 (or to ignore a GET's body). */
 #define OD_HTTP_DISCARD_MAX (1024 * 1024)
@@ -40,6 +47,9 @@ struct od_http_s {
     apr_pool_t *pool;
     struct MHD_Daemon *daemon;
     apr_thread_pool_t *workers;
+    const char *tls_cert; /* PEM, or NULL for plain HTTP */
+    const char *tls_key;
+    apr_hash_t *cors; /* allowed origins; NULL: CORS off; contains "*": any origin */
     int port;
     /* Counters shared by MHD threads and workers; only touched with apr_atomic_*. */
     volatile apr_uint32_t queued;    /* pushed to the pool, not yet started by a worker */
@@ -300,6 +310,53 @@ static enum MHD_Result od_http_check_body(od_request_t *r)
 
 /* The first call for a request: route, authenticate, and check what can be checked before any
  * body is read (so a refused upload is never read, and 100-continue is never sent for it). */
+/* ---- CORS ---- */
+
+static apr_hash_t *od_http_cors_parse(const char *origins, apr_pool_t *p)
+{
+    apr_hash_t *set = NULL;
+    char *copy = apr_pstrdup(p, origins != NULL ? origins : ""), *state = NULL;
+
+    for (char *o = apr_strtok(copy, " ,\t", &state); o != NULL;
+         o = apr_strtok(NULL, " ,\t", &state)) {
+        set = set != NULL ? set : apr_hash_make(p);
+        apr_hash_set(set, o, APR_HASH_KEY_STRING, o);
+    }
+    return set;
+}
+
+/* Adds CORS headers when the request's Origin is allowed; others get none. Returns whether the
+ * origin was allowed. The set is read-only after creation, so lookups need no lock. */
+static int od_http_cors(od_request_t *r)
+{
+    od_http_t *h = r->http;
+    const char *origin = od_http_lookup(r, "Origin");
+
+    if (h->cors == NULL || origin == NULL ||
+        (apr_hash_get(h->cors, origin, APR_HASH_KEY_STRING) == NULL &&
+         apr_hash_get(h->cors, "*", 1) == NULL)) {
+        return 0;
+    }
+    apr_table_setn(r->headers, "Access-Control-Allow-Origin", apr_pstrdup(r->pool, origin));
+    apr_table_setn(r->headers, "Vary", "Origin");
+    apr_table_setn(r->headers, "Access-Control-Expose-Headers", OD_HTTP_CORS_EXPOSE_HEADERS);
+    return 1;
+}
+
+/* A preflight (OPTIONS on a known path): answered here, before any key is asked for, since
+ * browsers send none with it. */
+static enum MHD_Result od_http_preflight(od_request_t *r)
+{
+    if (od_http_cors(r)) {
+        apr_table_setn(r->headers, "Access-Control-Allow-Methods", r->route.allow);
+        apr_table_setn(r->headers, "Access-Control-Allow-Headers", OD_HTTP_CORS_ALLOW_HEADERS);
+        apr_table_setn(r->headers, "Access-Control-Max-Age", "600");
+    }
+    apr_table_setn(r->headers, MHD_HTTP_HEADER_ALLOW, r->route.allow);
+    od_request_respond(r, MHD_HTTP_NO_CONTENT, NULL, "", 0);
+    return od_http_send(r);
+}
+
 /* Takes the client's X-Request-Id when it is a sane token (so ids flow through a fleet of
  * services), else makes one; it is echoed in the answer and logged. */
 static void od_http_request_id(od_request_t *r)
@@ -322,6 +379,11 @@ static enum MHD_Result od_http_first(od_request_t *r)
 
     od_http_request_id(r);
     h->handler.route(h->handler.baton, r->method, r->path, &r->route);
+    if (strcmp(r->method, "OPTIONS") == 0 && r->route.status != MHD_HTTP_NOT_FOUND) {
+        r->route.metric = OD_METRICS_OPTIONS;
+        return od_http_preflight(r);
+    }
+    od_http_cors(r);
     if (r->route.status == MHD_HTTP_NOT_FOUND) {
         return od_http_fail(r, MHD_HTTP_NOT_FOUND, "Not Found", "no such resource");
     }
@@ -548,6 +610,7 @@ apr_status_t od_http_create(od_http_t **out, const od_settings_t *settings, cons
     *out = NULL;
     h->settings = settings;
     h->keys = keys;
+    h->cors = od_http_cors_parse(settings->cors_allowed_origins, p);
     h->default_rate = settings->rate_limit_per_s;
     h->default_burst = settings->rate_limit_burst;
     h->handler = *handler;
@@ -606,22 +669,42 @@ apr_status_t od_http_start(od_http_t *h)
         return OD_EUNAVAIL;
     }
     unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                         MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0);
-    h->daemon = MHD_start_daemon(
-        flags, (uint16_t) s->listen_port, NULL, NULL, od_http_access, h, MHD_OPTION_EXTERNAL_LOGGER,
-        od_http_mhd_log, h, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int) s->http_threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int) s->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int) s->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, od_http_completed, h,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+                         MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0) |
+                         (h->tls_cert != NULL ? MHD_USE_TLS : 0);
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) od_http_mhd_log, h},
+        {MHD_OPTION_SOCK_ADDR, 0, &ss},
+        {MHD_OPTION_THREAD_POOL_SIZE, s->http_threads, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, s->max_connections, NULL},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->max_connections_per_ip, NULL},
+        /* Headers live in the connection's memory pool: capping it caps their size. */
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t) s->max_header_bytes * 2, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, s->connection_timeout_s, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) od_http_completed, h},
+        {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
+        {h->tls_cert != NULL ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *) h->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *) h->tls_key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *) OD_HTTP_TLS_PRIORITIES},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    h->daemon = MHD_start_daemon(flags, (uint16_t) s->listen_port, NULL, NULL, od_http_access, h,
+                                 MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (h->daemon == NULL) {
-        od_log_error(h->log, "http: MHD_start_daemon on %s:%d failed (address in use?)",
+        od_log_error(h->log,
+                     "http: MHD_start_daemon on %s:%d failed (address in use, or for HTTPS a "
+                     "certificate and key that do not match or cannot be parsed)",
                      s->listen_address, s->listen_port);
         return OD_EUNAVAIL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info != NULL ? info->port : s->listen_port;
     return APR_SUCCESS;
+}
+
+void od_http_set_tls(od_http_t *h, const char *cert_pem, const char *key_pem)
+{
+    h->tls_cert = cert_pem;
+    h->tls_key = key_pem;
 }
 
 int od_http_port(const od_http_t *h)

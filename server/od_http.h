@@ -72,8 +72,15 @@ void od_http_stats(od_http_t *http, od_http_stats_t *out);
  * becomes the front end's, and the previous one is destroyed once no request uses it.
  * Thread-safe.
  */
-void od_http_reload(od_http_t *http, const od_keys_t *keys, apr_pool_t *keys_pool,
-                    int default_rate, int default_burst);
+void od_http_reload(od_http_t *http, const od_keys_t *keys, apr_pool_t *keys_pool, int default_rate,
+                    int default_burst);
+
+/**
+ * Serves HTTPS with this PEM certificate (chain) and key instead of plain HTTP: TLS 1.2 and 1.3
+ * only, AEAD ciphers, server preference. Call before od_http_start; the strings must outlive the
+ * front end. A key that does not match the certificate makes od_http_start fail.
+ */
+void od_http_set_tls(od_http_t *http, const char *cert_pem, const char *key_pem);
 
 /** Starts listening. Returns APR_SUCCESS, or OD_EUNAVAIL (logged) if MHD cannot start. */
 apr_status_t od_http_start(od_http_t *http);

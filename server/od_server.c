@@ -21,6 +21,7 @@
 
 struct od_server_s {
     const od_settings_t *settings;
+    apr_pool_t *pool;
     od_log_t *log;
     od_order_rules_t *rules;
     od_keys_t *keys;
@@ -411,6 +412,7 @@ apr_status_t od_server_create(od_server_t **out, const od_settings_t *settings, 
 
     *out = NULL;
     srv->settings = settings;
+    srv->pool = p;
     srv->log = log;
     apr_status_t rv = od_server_parts(srv, p);
     if (rv == APR_SUCCESS) {
@@ -435,10 +437,39 @@ apr_status_t od_server_create(od_server_t **out, const od_settings_t *settings, 
     return rv;
 }
 
+/* HTTPS when both PEM files are configured (od_server_load_config checked they come together). */
+static apr_status_t od_server_tls(od_server_t *srv, apr_pool_t *p)
+{
+    const od_settings_t *s = srv->settings;
+    char *cert = NULL, *key = NULL;
+    apr_size_t len = 0;
+    const char *errmsg = NULL;
+
+    if (s->tls_cert_file == NULL) {
+        od_log_warn(srv->log, "server: no tls_cert_file/tls_key_file: serving plain HTTP, for use "
+                              "behind a TLS-terminating load balancer only");
+        return APR_SUCCESS;
+    }
+    apr_status_t rv = od_server_read_file(&cert, &len, s->tls_cert_file, &errmsg, p);
+    if (rv == APR_SUCCESS) {
+        rv = od_server_read_file(&key, &len, s->tls_key_file, &errmsg, p);
+    }
+    if (rv != APR_SUCCESS) {
+        od_log_error(srv->log, "server: %s", errmsg);
+        return rv;
+    }
+    od_http_set_tls(srv->http, cert, key);
+    return APR_SUCCESS;
+}
+
 apr_status_t od_server_start(od_server_t *srv)
 {
     const od_settings_t *s = srv->settings;
-    apr_status_t rv = od_http_start(srv->http);
+    apr_status_t rv = od_server_tls(srv, srv->pool);
+
+    if (rv == APR_SUCCESS) {
+        rv = od_http_start(srv->http);
+    }
 
     if (rv != APR_SUCCESS) {
         return rv;
@@ -448,11 +479,11 @@ apr_status_t od_server_start(od_server_t *srv)
                               "'anonymous' and shares one idempotency scope");
     }
     od_log_info(srv->log,
-                "server: orderd %s listening on %s:%d (store=%s, http_threads=%d, "
+                "server: orderd %s listening on %s:%d (%s, store=%s, http_threads=%d, "
                 "worker_threads=%d, queue_limit=%d, events=%s)",
                 ORDERD_VERSION, s->listen_address, od_http_port(srv->http),
-                od_store_name(srv->store), s->http_threads, s->worker_threads, s->queue_limit,
-                od_sink_name(srv->sink));
+                s->tls_cert_file != NULL ? "https" : "http", od_store_name(srv->store),
+                s->http_threads, s->worker_threads, s->queue_limit, od_sink_name(srv->sink));
     return APR_SUCCESS;
 }
 

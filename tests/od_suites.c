@@ -23,6 +23,7 @@ const od_suite_entry_t od_suites[] = {
     {"ops", od_ops_suite},
     {"consumer", od_consumer_suite},
     {"ratelimit", od_ratelimit_suite},
+    {"edge", od_edge_suite},
     {"e2e", od_e2e_suite},
     {NULL, NULL},
 };

@@ -1,0 +1,272 @@
+/*
+ * The edge, end to end: HTTPS (curl with --cacert; TLS 1.1 refused; a key that does not match
+ * the certificate refuses to start), CORS (preflight; other origins get no CORS headers), and
+ * slow or abusive clients (slowloris from another loopback address while a normal client is
+ * served, oversized headers).
+ */
+#include "od_suites.h"
+#include "od_test_util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+Suite *od_edge_suite(void);
+
+static int sh(const char *cmd)
+{
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* A self-signed certificate for 127.0.0.1 (and a second, unrelated key) in the env's dir. */
+static void make_certs(od_test_env_t *env)
+{
+    char cmd[PATH_MAX * 2];
+    const char *d = od_test_env_dir(env);
+
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem "
+             "-days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null && "
+             "openssl genrsa -out other.pem 2048 2>/dev/null",
+             d);
+    ck_assert_int_eq(sh(cmd), 0);
+}
+
+static const char *tls_conf(od_test_env_t *env, const char *key, char *buf, size_t size)
+{
+    snprintf(buf, size, "tls_cert_file = %s/cert.pem\ntls_key_file = %s/%s\n", od_test_env_dir(env),
+             od_test_env_dir(env), key);
+    return buf;
+}
+
+/* Runs curl against the daemon over HTTPS; returns its exit code, the status in @p code. */
+static int curl_https(od_test_env_t *env, const char *opts, char *code)
+{
+    char cmd[PATH_MAX * 2];
+    snprintf(cmd, sizeof(cmd),
+             "curl -s -o /dev/null -w '%%{http_code}' --max-time 5 --cacert %s/cert.pem %s "
+             "https://127.0.0.1:%d/healthz > %s/code 2>/dev/null",
+             od_test_env_dir(env), opts, od_test_server_port(env), od_test_env_dir(env));
+    int rc = sh(cmd);
+    snprintf(cmd, sizeof(cmd), "%s/code", od_test_env_dir(env));
+    FILE *f = fopen(cmd, "r");
+    code[0] = '\0';
+    if (f != NULL) {
+        if (fgets(code, 8, f) == NULL) {
+            code[0] = '\0';
+        }
+        fclose(f);
+    }
+    return rc;
+}
+
+START_TEST(test_edge_https_tls12_13_only)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+    char conf[PATH_MAX * 2], code[8];
+
+    make_certs(env);
+    ck_assert_int_eq(od_test_env_write_config(env, tls_conf(env, "key.pem", conf, sizeof(conf))),
+                     0);
+    ck_assert_int_eq(od_test_server_start(env), 0);
+    ck_assert_int_eq(curl_https(env, "", code), 0);
+    ck_assert_str_eq(code, "200");
+    ck_assert_int_eq(curl_https(env, "--tlsv1.2 --tls-max 1.2", code), 0);
+    ck_assert_str_eq(code, "200");
+    ck_assert_int_eq(curl_https(env, "--tlsv1.3", code), 0);
+    ck_assert_str_eq(code, "200");
+    /* TLS 1.1: the handshake is refused (curl: 35, SSL connect error). */
+    ck_assert_int_ne(curl_https(env, "--tlsv1.1 --tls-max 1.1", code), 0);
+    ck_assert_str_eq(code, "000");
+    /* Plain HTTP on the HTTPS port gets nothing useful. */
+    od_test_request_t req = {.method = "GET", .path = "/healthz"};
+    od_test_response_t resp;
+    od_test_http(env, &req, &resp);
+    ck_assert_int_ne(resp.status, 200);
+    od_test_response_free(&resp);
+    ck_assert_int_eq(od_test_server_stop(env, 15000), 0);
+    od_test_env_destroy(env);
+}
+END_TEST
+
+START_TEST(test_edge_mismatched_key_refuses_to_start)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+    char conf[PATH_MAX * 2];
+
+    make_certs(env);
+    ck_assert_int_eq(od_test_env_write_config(env, tls_conf(env, "other.pem", conf, sizeof(conf))),
+                     0);
+    ck_assert_int_eq(od_test_server_start(env), -1);
+    char *log = od_test_server_log(env);
+    ck_assert_ptr_nonnull(strstr(log, "certificate and key"));
+    free(log);
+    od_test_env_destroy(env);
+}
+END_TEST
+
+START_TEST(test_edge_cors_preflight_and_origins)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+    od_test_response_t resp;
+
+    ck_assert_int_eq(od_test_env_write_config(env, "cors_allowed_origins = https://shop.example, "
+                                                   "https://other.example\n"),
+                     0);
+    ck_assert_int_eq(od_test_server_start(env), 0);
+    od_test_request_t pre = {
+        .method = "OPTIONS", .path = "/orders", .header = "Origin: https://shop.example"};
+    ck_assert_int_eq(od_test_http(env, &pre, &resp), 0);
+    ck_assert_int_eq(resp.status, 204);
+    ck_assert_str_eq(od_test_response_header(&resp, "Access-Control-Allow-Origin"),
+                     "https://shop.example");
+    ck_assert_str_eq(od_test_response_header(&resp, "Access-Control-Allow-Methods"), "POST");
+    ck_assert_ptr_nonnull(
+        strstr(od_test_response_header(&resp, "Access-Control-Allow-Headers"), "X-API-Key"));
+    od_test_response_free(&resp);
+    /* Another origin: answered, but without any CORS header. */
+    pre.header = "Origin: https://evil.example";
+    ck_assert_int_eq(od_test_http(env, &pre, &resp), 0);
+    ck_assert_ptr_null(od_test_response_header(&resp, "Access-Control-Allow-Origin"));
+    od_test_response_free(&resp);
+    /* A simple request from an allowed origin carries the headers too. */
+    od_test_request_t get = {
+        .method = "GET", .path = "/healthz", .header = "Origin: https://other.example"};
+    ck_assert_int_eq(od_test_http(env, &get, &resp), 0);
+    ck_assert_str_eq(od_test_response_header(&resp, "Access-Control-Allow-Origin"),
+                     "https://other.example");
+    ck_assert_ptr_nonnull(strstr(od_test_response_header(&resp, "Access-Control-Expose-Headers"),
+                                 "Idempotent-Replayed"));
+    od_test_response_free(&resp);
+    ck_assert_int_eq(od_test_server_stop(env, 15000), 0);
+    od_test_env_destroy(env);
+}
+END_TEST
+
+/* A connection from 127.0.0.2 (another "client address") that sends the first bytes of a
+ * request and then nothing more; -1 if refused. */
+static int slow_client(int port)
+{
+    struct sockaddr_in src = {.sin_family = AF_INET}, dst = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    inet_pton(AF_INET, "127.0.0.2", &src.sin_addr);
+    inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
+    dst.sin_port = htons((unsigned short) port);
+    if (bind(fd, (struct sockaddr *) &src, sizeof(src)) != 0 ||
+        connect(fd, (struct sockaddr *) &dst, sizeof(dst)) != 0) {
+        close(fd);
+        return -1;
+    }
+    const char *part = "POST /orders HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    if (send(fd, part, strlen(part), MSG_NOSIGNAL) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Whether the server has closed @p fd (read returns 0 or an error). */
+static int closed_by_server(int fd)
+{
+    char buf[512];
+    struct timeval tv = {0, 200000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) || n > 0;
+}
+
+START_TEST(test_edge_slowloris_others_still_served)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+    int fds[40], n = 0, refused_or_closed = 0;
+    od_test_response_t resp;
+    od_test_request_t req = {.method = "POST",
+                             .path = "/orders",
+                             .body = "{\"customer_id\":\"CUST-000001\",\"currency\":\"EUR\","
+                                     "\"items\":[{\"sku\":\"SKU-1\",\"quantity\":1,"
+                                     "\"unit_price_cents\":1}]}"};
+
+    req.body_len = strlen(req.body);
+    ck_assert_int_eq(od_test_env_write_config(env, "max_connections_per_ip = 8\n"
+                                                   "connection_timeout_s = 2\n"),
+                     0);
+    ck_assert_int_eq(od_test_server_start(env), 0);
+    for (int i = 0; i < 40; i++) {
+        fds[n] = slow_client(od_test_server_port(env));
+        n += fds[n] >= 0;
+    }
+    od_test_sleep_ms(300);
+    for (int i = 0; i < n; i++) {
+        refused_or_closed += closed_by_server(fds[i]);
+    }
+    /* At most 8 from that address stay open; the rest are refused. */
+    ck_assert_int_ge(refused_or_closed + (40 - n), 32);
+    /* A normal client from 127.0.0.1 is served at once. */
+    ck_assert_int_eq(od_test_http(env, &req, &resp), 0);
+    ck_assert_int_eq(resp.status, 201);
+    od_test_response_free(&resp);
+    /* The dribbling ones are dropped by the connection timeout. */
+    od_test_sleep_ms(3500);
+    int still_open = 0;
+    for (int i = 0; i < n; i++) {
+        still_open += !closed_by_server(fds[i]);
+        close(fds[i]);
+    }
+    ck_assert_int_eq(still_open, 0);
+    ck_assert_int_eq(od_test_server_stop(env, 15000), 0);
+    od_test_env_destroy(env);
+}
+END_TEST
+
+START_TEST(test_edge_oversized_headers_refused)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+    od_test_response_t resp;
+    char *big = malloc(40000);
+
+    ck_assert_int_eq(od_test_env_write_config(env, "max_header_bytes = 8192\n"), 0);
+    ck_assert_int_eq(od_test_server_start(env), 0);
+    strcpy(big, "X-Big: ");
+    memset(big + 7, 'a', 30000);
+    big[30007] = '\0';
+    od_test_request_t req = {.method = "GET", .path = "/healthz", .header = big};
+    od_test_http(env, &req, &resp);
+    ck_assert_msg(resp.status == 431 || resp.status == 413 || resp.status == 0 ||
+                      resp.status == 400,
+                  "status %ld", resp.status);
+    od_test_response_free(&resp);
+    /* Still serving. */
+    od_test_request_t ok = {.method = "GET", .path = "/healthz"};
+    ck_assert_int_eq(od_test_http(env, &ok, &resp), 0);
+    ck_assert_int_eq(resp.status, 200);
+    od_test_response_free(&resp);
+    free(big);
+    ck_assert_int_eq(od_test_server_stop(env, 15000), 0);
+    od_test_env_destroy(env);
+}
+END_TEST
+
+Suite *od_edge_suite(void)
+{
+    Suite *s = suite_create("edge");
+    TCase *tc = tcase_create("edge");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_edge_https_tls12_13_only);
+    tcase_add_test(tc, test_edge_mismatched_key_refuses_to_start);
+    tcase_add_test(tc, test_edge_cors_preflight_and_origins);
+    tcase_add_test(tc, test_edge_slowloris_others_still_served);
+    tcase_add_test(tc, test_edge_oversized_headers_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
