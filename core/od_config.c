@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <json-c/json.h>
 
 typedef enum od_conf_type_e {
     OD_CONF_INT,
@@ -145,6 +146,39 @@ void od_config_defaults(od_settings_t *out)
     out->consumer_max_messages = 10;
     out->consumer_processed_ttl_s = 7 * 86400;
     out->consumer_handler_timeout_s = 60;
+}
+
+/* Never logged as they are: anything that would let a reader act as orderd. */
+static int od_conf_is_secret(const char *name)
+{
+    return strstr(name, "secret") != NULL || strstr(name, "token") != NULL;
+}
+
+static json_object *od_conf_value(const od_conf_key_t *k, const od_settings_t *s)
+{
+    const void *field = (const char *) s + k->offset;
+
+    switch (k->type) {
+    case OD_CONF_INT:
+        return json_object_new_int(*(const int *) field);
+    case OD_CONF_ENUM:
+        return json_object_new_string(k->choices[*(const int *) field]);
+    default: {
+        const char *v = *(const char *const *) field;
+        return v == NULL ? NULL : json_object_new_string(od_conf_is_secret(k->name) ? "***" : v);
+    }
+    }
+}
+
+json_object *od_config_to_json(const od_settings_t *settings)
+{
+    json_object *obj = json_object_new_object();
+
+    for (apr_size_t i = 0; i < OD_CONF_NKEYS; i++) {
+        json_object_object_add(obj, od_conf_keys[i].name,
+                               od_conf_value(&od_conf_keys[i], settings));
+    }
+    return obj;
 }
 
 const char *od_config_sink_name(od_sink_kind_e kind)

@@ -100,6 +100,15 @@ void od_config_defaults(od_settings_t *out);
 apr_status_t od_config_parse(od_settings_t *out, const char *text, apr_size_t len,
                              const char *filename, const char **errmsg, apr_pool_t *p);
 
+struct json_object;
+
+/**
+ * Every key and its effective value as a new json-c object (the caller puts it), for the
+ * start-up log. Secrets (aws_secret_access_key, aws_session_token) show as "***" when set;
+ * unset strings are null. Thread-safe.
+ */
+struct json_object *od_config_to_json(const od_settings_t *settings);
+
 /** The name of an events sink ("none", "file", "sns", "sqs", "eventbridge"). */
 const char *od_config_sink_name(od_sink_kind_e kind);
 

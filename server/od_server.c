@@ -16,6 +16,7 @@
 
 #include <apr_file_io.h>
 #include <apr_strings.h>
+#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -474,6 +475,10 @@ apr_status_t od_server_start(od_server_t *srv)
     if (rv != APR_SUCCESS) {
         return rv;
     }
+    json_object *fields = json_object_new_object();
+    json_object_object_add(fields, "msg", json_object_new_string("effective configuration"));
+    json_object_object_add(fields, "config", od_config_to_json(s));
+    od_log_fields(srv->log, OD_LOG_INFO, fields);
     if (srv->keys == NULL) {
         od_log_warn(srv->log, "server: no api_keys_file configured: every caller is "
                               "'anonymous' and shares one idempotency scope");

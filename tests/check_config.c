@@ -1,5 +1,7 @@
 /* Tests of od_config: defaults, every value type, and every error names file and line. */
 #include "od_config.h"
+
+#include <json-c/json.h>
 #include "od_status.h"
 #include "od_suites.h"
 
@@ -166,6 +168,28 @@ START_TEST(test_config_shipped_file_is_valid)
 }
 END_TEST
 
+START_TEST(test_config_json_masks_secrets)
+{
+    od_settings_t s;
+    const char *err = NULL;
+
+    ck_assert_int_eq(parse(&s,
+                           "aws_secret_access_key = hunter2\naws_session_token = tok\n"
+                           "aws_access_key_id = AKID\nlisten_port = 9\n",
+                           &err),
+                     APR_SUCCESS);
+    json_object *o = od_config_to_json(&s);
+    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    ck_assert_ptr_null(strstr(text, "hunter2"));
+    ck_assert_ptr_null(strstr(text, "tok\""));
+    ck_assert_ptr_nonnull(strstr(text, "\"aws_secret_access_key\":\"***\""));
+    ck_assert_ptr_nonnull(strstr(text, "\"aws_access_key_id\":\"AKID\""));
+    ck_assert_ptr_nonnull(strstr(text, "\"listen_port\":9"));
+    ck_assert_ptr_nonnull(strstr(text, "\"api_keys_file\":null"));
+    json_object_put(o);
+}
+END_TEST
+
 Suite *od_config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -183,6 +207,7 @@ Suite *od_config_suite(void)
     tcase_add_test(tc, test_config_empty_string_refused);
     tcase_add_test(tc, test_config_nul_byte_refused);
     tcase_add_test(tc, test_config_shipped_file_is_valid);
+    tcase_add_test(tc, test_config_json_masks_secrets);
     suite_add_tcase(s, tc);
     return s;
 }

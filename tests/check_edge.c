@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <limits.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,6 +257,106 @@ START_TEST(test_edge_oversized_headers_refused)
 }
 END_TEST
 
+#define LC_THREADS 6
+
+typedef struct lc_client_t {
+    od_test_env_t *env;
+    int index;
+    int created, refused, other;
+    char ids[400][32];
+} lc_client_t;
+
+/* Posts unique orders until the server stops answering (bounded count). */
+static void *lc_post(void *data)
+{
+    lc_client_t *c = data;
+    char body[256];
+
+    for (int i = 0; i < 400; i++) {
+        snprintf(body, sizeof(body),
+                 "{\"customer_id\":\"CUST-%06d\",\"currency\":\"EUR\",\"items\":[{\"sku\":"
+                 "\"SKU-5\",\"quantity\":1,\"unit_price_cents\":%d}]}",
+                 c->index, i);
+        od_test_request_t req = {.method = "POST",
+                                 .path = "/orders",
+                                 .body = body,
+                                 .body_len = strlen(body),
+                                 .timeout_ms = 5000};
+        od_test_response_t resp;
+        od_test_http(c->env, &req, &resp);
+        if (resp.status == 201) {
+            const char *id = strstr(resp.body, "\"order_id\":\"");
+            snprintf(c->ids[c->created++], 32, "%.26s", id + 12);
+        } else if (resp.status == 503 || resp.status == 0) {
+            c->refused++; /* shutting down, or refused at connect */
+        } else {
+            c->other++;
+        }
+        od_test_response_free(&resp);
+        if (resp.status == 0) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+static int lc_count_orders(od_test_env_t *env)
+{
+    char cmd[PATH_MAX + 64];
+    int n = -1;
+    snprintf(cmd, sizeof(cmd), "sqlite3 %s/orders.db 'SELECT count(*) FROM orders'",
+             od_test_env_dir(env));
+    FILE *f = popen(cmd, "r");
+    if (f != NULL && fscanf(f, "%d", &n) != 1) {
+        n = -1;
+    }
+    if (f != NULL) {
+        pclose(f);
+    }
+    return n;
+}
+
+START_TEST(test_edge_sigterm_under_load_nothing_half_done)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+    lc_client_t *c = calloc(LC_THREADS, sizeof(*c));
+    pthread_t t[LC_THREADS];
+    int created = 0;
+
+    ck_assert_int_eq(od_test_env_write_config(env, "events_sink = none\n"), 0);
+    ck_assert_int_eq(od_test_server_start(env), 0);
+    for (int i = 0; i < LC_THREADS; i++) {
+        c[i] = (lc_client_t){.env = env, .index = 900 + i};
+        pthread_create(&t[i], NULL, lc_post, &c[i]);
+    }
+    od_test_sleep_ms(700);
+    ck_assert_int_eq(od_test_server_stop(env, 15000), 0); /* SIGTERM under load: exit 0 */
+    for (int i = 0; i < LC_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(c[i].other, 0);
+        created += c[i].created;
+    }
+    ck_assert_int_gt(created, 0);
+    /* Exactly the acknowledged orders are stored: none lost, none stored without its 201. */
+    ck_assert_int_eq(lc_count_orders(env), created);
+    ck_assert_int_eq(od_test_server_start(env), 0);
+    for (int i = 0; i < LC_THREADS; i++) {
+        for (int j = 0; j < c[i].created; j++) {
+            char path[64];
+            snprintf(path, sizeof(path), "/orders/%s", c[i].ids[j]);
+            od_test_request_t req = {.method = "GET", .path = path};
+            od_test_response_t resp;
+            ck_assert_int_eq(od_test_http(env, &req, &resp), 0);
+            ck_assert_int_eq(resp.status, 200);
+            od_test_response_free(&resp);
+        }
+    }
+    ck_assert_int_eq(od_test_server_stop(env, 15000), 0);
+    free(c);
+    od_test_env_destroy(env);
+}
+END_TEST
+
 Suite *od_edge_suite(void)
 {
     Suite *s = suite_create("edge");
@@ -267,6 +368,7 @@ Suite *od_edge_suite(void)
     tcase_add_test(tc, test_edge_cors_preflight_and_origins);
     tcase_add_test(tc, test_edge_slowloris_others_still_served);
     tcase_add_test(tc, test_edge_oversized_headers_refused);
+    tcase_add_test(tc, test_edge_sigterm_under_load_nothing_half_done);
     suite_add_tcase(s, tc);
     return s;
 }
