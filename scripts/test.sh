@@ -33,6 +33,19 @@ run_suite plain ""
 run_suite asan-ubsan "address,undefined"
 run_suite tsan "thread" -L concurrency
 
+echo "== install layout (cmake --install into a staging directory)"
+stage="$out/stage"
+rm -rf "$stage"
+if DESTDIR="$stage" cmake --install "$out/plain" > /dev/null; then
+    for f in usr/local/sbin/orderd usr/local/bin/order-consumer usr/local/etc/orderd/orderd.conf \
+        usr/local/lib/systemd/system/orderd.service usr/local/share/man/man8/orderd.8 \
+        usr/local/lib/sysusers.d/orderd.conf; do
+        [[ -e "$stage/$f" ]] || { echo "install: missing $f" >&2; status=1; }
+    done
+else
+    status=1
+fi
+
 echo "== packaging (systemd units, CloudFormation, man page)"
 bash "$OD_ROOT/scripts/check-packaging.sh" || status=1
 
