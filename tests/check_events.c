@@ -248,6 +248,46 @@ START_TEST(test_events_kill9_between_store_and_publish)
 END_TEST
 #endif
 
+#ifdef ORDERD_FAULT_INJECTION
+/* The same on the DynamoDB store (DynamoDB Local): the events wait in the sparse outbox index,
+ * and the relay finds them there after the restart and marks them published. */
+START_TEST(test_events_dynamodb_outbox_relay_after_kill9)
+{
+    apr_pool_t *p = NULL;
+    long max_ms = 0;
+
+    apr_pool_create(&p, NULL);
+    od_test_env_t *env = env_new();
+    const char *events = apr_pstrcat(p, od_test_env_dir(env), "/events.jsonl", NULL);
+    setenv("ORDERD_FAULT_SKIP_PROMPT_PUBLISH", "1", 1);
+    run(env, apr_psprintf(p,
+                          "%sstore = dynamodb\naws_region = us-east-1\ndynamodb_endpoint = %s\n"
+                          "dynamodb_table = outbox_relay\n",
+                          file_conf(p, od_test_env_dir(env), "events_retry_after_s = 2\n"),
+                          od_test_engine_url(engine)));
+    unsetenv("ORDERD_FAULT_SKIP_PROMPT_PUBLISH");
+    char *accepted = post_many(env, 500, 12, &max_ms);
+    ck_assert_int_eq(count_lines(events), 0);
+    ck_assert_int_eq(od_test_server_kill(env), 0);
+    ck_assert_int_eq(od_test_server_start(env), 0);
+    ck_assert_int_eq(await_lines(events, 12, 20000), 12);
+    verify(env, accepted, events, 12);
+    /* Marked published: nothing more is relayed later. */
+    od_test_sleep_ms(3500);
+    ck_assert_int_eq(count_lines(events), 12);
+    finish(env);
+    free(accepted);
+    apr_pool_destroy(p);
+}
+END_TEST
+
+static void ddblocal_setup(void)
+{
+    base_setup();
+    engine = od_test_ddblocal_start();
+}
+#endif
+
 /* ---- AWS sinks on moto ---- */
 
 static od_aws_t *client(apr_pool_t *p)
@@ -544,5 +584,12 @@ Suite *od_events_suite(void)
     tcase_add_test(aws, test_events_sqs_outage_then_delivered);
     tcase_add_test(aws, test_events_eventbridge_rule_to_queue);
     suite_add_tcase(s, aws);
+#ifdef ORDERD_FAULT_INJECTION
+    TCase *ddb = tcase_create("dynamodb");
+    tcase_add_unchecked_fixture(ddb, ddblocal_setup, teardown);
+    tcase_set_timeout(ddb, 120);
+    tcase_add_test(ddb, test_events_dynamodb_outbox_relay_after_kill9);
+    suite_add_tcase(s, ddb);
+#endif
     return s;
 }
