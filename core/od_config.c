@@ -114,7 +114,7 @@ void od_config_defaults(od_settings_t *out)
     out->connection_timeout_s = 30;
     out->max_body_bytes = 1024;
     out->idempotency_ttl_s = 15;
-    out->hot_cache_max_entries = 200000;
+    out->hot_cache_max_entries = 100000;
     out->customer_id_pattern = "^CUST-[0-9]{6}$";
     out->max_quantity = 100;
     out->max_items = 10;

@@ -12,7 +12,11 @@
 
 #define OD_SQLITE_BUSY_MS 5000
 #define OD_SQLITE_PURGE_EVERY apr_time_from_sec(1)
-#define OD_SQLITE_PURGE_ROWS 5000
+/* Expired idempotency rows are deleted in small slices: a few per order inside each batch, and
+ * a slice a second when idle. Deleting a whole second's worth at once (thousands of rows at high
+ * rates) stalled the writer and showed as a p99 spike once the first records expired. */
+#define OD_SQLITE_PURGE_IDLE_ROWS 512
+#define OD_SQLITE_PURGE_PER_ORDER 2
 
 typedef enum od_sqlite_kind_e {
     OD_SQLITE_PUT,
@@ -31,6 +35,7 @@ typedef struct od_sqlite_req_t {
     apr_pool_t *pool; /* the caller's; used by the writer only while the caller waits */
     apr_status_t status;
     int done;
+    apr_thread_cond_t *wake; /* signalled for this request alone, so a batch wakes only its own */
     struct od_sqlite_req_t *next;
 } od_sqlite_req_t;
 
@@ -64,7 +69,6 @@ typedef struct od_sqlite_s {
     apr_thread_mutex_t *lock;
     /* Guarded by lock: the queue, stopping, and every queued request's done/status. */
     apr_thread_cond_t *work; /* signalled when the queue gains an item or stopping is set */
-    apr_thread_cond_t *done; /* broadcast after each batch */
     od_sqlite_req_t *head;
     od_sqlite_req_t *tail;
     int stopping;
@@ -299,12 +303,18 @@ static apr_status_t od_sqlite_apply(od_sqlite_t *s, od_sqlite_req_t *req)
     return od_sqlite_exec(s, "RELEASE o");
 }
 
+static void od_sqlite_purge(od_sqlite_t *s, apr_time_t now, int rows);
+
 static void od_sqlite_commit_batch(od_sqlite_t *s, od_sqlite_req_t *batch)
 {
     apr_status_t rv = od_sqlite_exec(s, "BEGIN IMMEDIATE");
+    int n = 0;
 
-    for (od_sqlite_req_t *r = batch; r != NULL; r = r->next) {
+    for (od_sqlite_req_t *r = batch; r != NULL; r = r->next, n++) {
         r->status = rv == APR_SUCCESS ? od_sqlite_apply(s, r) : OD_EUNAVAIL;
+    }
+    if (rv == APR_SUCCESS) {
+        od_sqlite_purge(s, apr_time_now(), OD_SQLITE_PURGE_PER_ORDER * n + 16);
     }
     if (rv == APR_SUCCESS && od_sqlite_exec(s, "COMMIT") != APR_SUCCESS) {
         od_sqlite_exec(s, "ROLLBACK");
@@ -314,13 +324,13 @@ static void od_sqlite_commit_batch(od_sqlite_t *s, od_sqlite_req_t *batch)
     }
 }
 
-static void od_sqlite_purge(od_sqlite_t *s, apr_time_t now)
+static void od_sqlite_purge(od_sqlite_t *s, apr_time_t now, int rows)
 {
     sqlite3_stmt *st = s->w.purge;
 
     sqlite3_reset(st);
     sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_int(st, 2, OD_SQLITE_PURGE_ROWS);
+    sqlite3_bind_int(st, 2, rows);
     if (sqlite3_step(st) != SQLITE_DONE) {
         od_log_warn(s->log, "sqlite: purging expired idempotency records failed: %s",
                     sqlite3_errmsg(s->w.db));
@@ -344,38 +354,39 @@ static od_sqlite_req_t *od_sqlite_take(od_sqlite_t *s)
     return batch;
 }
 
+/* Waits for work; on an idle second, purges a slice. Called and returns with the lock held;
+ * returns 0 when it is time to end. */
+static int od_sqlite_wait(od_sqlite_t *s, apr_time_t *last_purge)
+{
+    while (s->head == NULL && !s->stopping) {
+        apr_thread_cond_timedwait(s->work, s->lock, OD_SQLITE_PURGE_EVERY);
+        if (s->head == NULL && apr_time_now() - *last_purge >= OD_SQLITE_PURGE_EVERY) {
+            *last_purge = apr_time_now();
+            apr_thread_mutex_unlock(s->lock);
+            od_sqlite_purge(s, *last_purge, OD_SQLITE_PURGE_IDLE_ROWS);
+            apr_thread_mutex_lock(s->lock);
+        }
+    }
+    return s->head != NULL || !s->stopping;
+}
+
 static void *APR_THREAD_FUNC od_sqlite_writer(apr_thread_t *thread, void *data)
 {
     od_sqlite_t *s = data;
     apr_time_t last_purge = apr_time_now();
 
     apr_thread_mutex_lock(s->lock);
-    for (;;) {
-        while (s->head == NULL && !s->stopping) {
-            apr_thread_cond_timedwait(s->work, s->lock, OD_SQLITE_PURGE_EVERY);
-            if (s->head == NULL && apr_time_now() - last_purge >= OD_SQLITE_PURGE_EVERY) {
-                break;
-            }
-        }
-        if (s->head == NULL && s->stopping) {
-            break;
-        }
-        od_sqlite_req_t *batch = s->head != NULL ? od_sqlite_take(s) : NULL;
+    while (od_sqlite_wait(s, &last_purge)) {
+        od_sqlite_req_t *batch = od_sqlite_take(s);
         apr_thread_mutex_unlock(s->lock);
-        if (batch != NULL) {
-            od_sqlite_commit_batch(s, batch);
-        }
-        if (apr_time_now() - last_purge >= OD_SQLITE_PURGE_EVERY) {
-            last_purge = apr_time_now();
-            od_sqlite_purge(s, last_purge);
-        }
+        od_sqlite_commit_batch(s, batch);
         apr_thread_mutex_lock(s->lock);
         for (od_sqlite_req_t *r = batch; r != NULL;) {
             od_sqlite_req_t *next = r->next; /* r may be gone once done is seen */
             r->done = 1;
+            apr_thread_cond_signal(r->wake);
             r = next;
         }
-        apr_thread_cond_broadcast(s->done);
     }
     apr_thread_mutex_unlock(s->lock);
     apr_thread_exit(thread, APR_SUCCESS);
@@ -387,6 +398,11 @@ static void *APR_THREAD_FUNC od_sqlite_writer(apr_thread_t *thread, void *data)
 /* Queues a write for the writer thread and waits until its batch is committed. */
 static apr_status_t od_sqlite_submit(od_sqlite_t *s, od_sqlite_req_t *req)
 {
+    /* In the caller's pool, which only the caller uses: gone with it. */
+    if (apr_thread_cond_create(&req->wake, req->pool) != APR_SUCCESS) {
+        od_log_error(s->log, "sqlite: apr_thread_cond_create failed");
+        return OD_EUNAVAIL;
+    }
     apr_thread_mutex_lock(s->lock);
     if (s->stopping) {
         apr_thread_mutex_unlock(s->lock);
@@ -400,7 +416,7 @@ static apr_status_t od_sqlite_submit(od_sqlite_t *s, od_sqlite_req_t *req)
     s->tail = req;
     apr_thread_cond_signal(s->work);
     while (!req->done) {
-        apr_thread_cond_wait(s->done, s->lock);
+        apr_thread_cond_wait(req->wake, s->lock);
     }
     apr_thread_mutex_unlock(s->lock);
     return req->status;
@@ -409,22 +425,23 @@ static apr_status_t od_sqlite_submit(od_sqlite_t *s, od_sqlite_req_t *req)
 static apr_status_t od_sqlite_put(void *impl, const od_store_order_t *order,
                                   od_store_result_t *result, apr_pool_t *p)
 {
-    od_sqlite_req_t req = {OD_SQLITE_PUT, NULL, 0, 0, order, result, p, APR_SUCCESS, 0, NULL};
+    od_sqlite_req_t req = {OD_SQLITE_PUT, NULL, 0, 0, order, result, p, APR_SUCCESS, 0, NULL, NULL};
     return od_sqlite_submit(impl, &req);
 }
 
 static apr_status_t od_sqlite_published(void *impl, const od_store_event_t *events, int n,
                                         apr_pool_t *p)
 {
-    od_sqlite_req_t req = {OD_SQLITE_PUBLISHED, events, n, 0, NULL, NULL, p, APR_SUCCESS, 0, NULL};
+    od_sqlite_req_t req = {OD_SQLITE_PUBLISHED, events, n,    0,   NULL, NULL, p,
+                           APR_SUCCESS,         0,      NULL, NULL};
     return od_sqlite_submit(impl, &req);
 }
 
 static apr_status_t od_sqlite_reschedule(void *impl, const od_store_event_t *event, apr_time_t due,
                                          apr_pool_t *p)
 {
-    od_sqlite_req_t req = {OD_SQLITE_RESCHEDULE, event, 1,   due, NULL, NULL, p,
-                           APR_SUCCESS,          0,     NULL};
+    od_sqlite_req_t req = {OD_SQLITE_RESCHEDULE, event, 1,    due, NULL, NULL, p,
+                           APR_SUCCESS,          0,     NULL, NULL};
     return od_sqlite_submit(impl, &req);
 }
 
@@ -587,9 +604,7 @@ static apr_status_t od_sqlite_start(od_sqlite_t *s, int readers, apr_pool_t *p)
     if (rv == APR_SUCCESS) {
         rv = apr_thread_cond_create(&s->work, p);
     }
-    if (rv == APR_SUCCESS) {
-        rv = apr_thread_cond_create(&s->done, p);
-    }
+
     if (rv == APR_SUCCESS) {
         rv = apr_reslist_create(&s->readers, 1, readers, readers, 0, od_sqlite_reader_make,
                                 od_sqlite_reader_free, s, p);

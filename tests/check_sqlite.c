@@ -17,11 +17,15 @@
 static apr_pool_t *pool;
 static od_log_t *log_;
 static char dir[64];
+/* Test times are anchored at the real clock: the store purges idempotency records that expired
+ * by the real clock, so times in the past would vanish between two puts. */
+static apr_time_t t0;
 
 static void setup(void)
 {
     apr_pool_create(&pool, NULL);
     od_log_create(&log_, OD_LOG_WARN, stderr, pool);
+    t0 = apr_time_now();
     strcpy(dir, "/tmp/od-sqlite-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
 }
@@ -59,8 +63,8 @@ START_TEST(test_sqlite_put_then_replay)
 {
     od_store_t *s = open_store(pool);
     od_store_result_t r;
-    od_store_order_t a = order("c1", "k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", 1000000);
-    od_store_order_t b = order("c1", "k1", "01BBBBBBBBBBBBBBBBBBBBBBBB", 1000000 + TTL - 1);
+    od_store_order_t a = order("c1", "k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", t0);
+    od_store_order_t b = order("c1", "k1", "01BBBBBBBBBBBBBBBBBBBBBBBB", t0 + TTL - 1);
 
     ck_assert_int_eq(od_store_put(s, &a, &r, pool), APR_SUCCESS);
     ck_assert_int_eq(r.outcome, OD_STORE_CREATED);
@@ -79,9 +83,9 @@ START_TEST(test_sqlite_ttl_enforced_at_check_time)
 {
     od_store_t *s = open_store(pool);
     od_store_result_t r;
-    od_store_order_t a = order("c1", "k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", 1000000);
-    od_store_order_t b = order("c1", "k1", "01BBBBBBBBBBBBBBBBBBBBBBBB", 1000000 + TTL);
-    od_store_order_t c = order("c1", "k1", "01CCCCCCCCCCCCCCCCCCCCCCCC", 1000000 + TTL + 5);
+    od_store_order_t a = order("c1", "k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", t0);
+    od_store_order_t b = order("c1", "k1", "01BBBBBBBBBBBBBBBBBBBBBBBB", t0 + TTL);
+    od_store_order_t c = order("c1", "k1", "01CCCCCCCCCCCCCCCCCCCCCCCC", t0 + TTL + 5);
 
     ck_assert_int_eq(od_store_put(s, &a, &r, pool), APR_SUCCESS);
     /* Exactly at expiry the window is closed: a new order. */
@@ -102,8 +106,8 @@ START_TEST(test_sqlite_callers_are_scoped)
 {
     od_store_t *s = open_store(pool);
     od_store_result_t r;
-    od_store_order_t a = order("c1", "k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", 1000000);
-    od_store_order_t b = order("c2", "k1", "01BBBBBBBBBBBBBBBBBBBBBBBB", 1000000);
+    od_store_order_t a = order("c1", "k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", t0);
+    od_store_order_t b = order("c2", "k1", "01BBBBBBBBBBBBBBBBBBBBBBBB", t0);
 
     ck_assert_int_eq(od_store_put(s, &a, &r, pool), APR_SUCCESS);
     ck_assert_int_eq(od_store_put(s, &b, &r, pool), APR_SUCCESS);
@@ -148,7 +152,8 @@ START_TEST(test_sqlite_expired_records_purged)
 {
     od_store_t *s = open_store(pool);
     od_store_result_t r;
-    od_store_order_t a = order("c1", "k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", 1000000);
+    od_store_order_t a =
+        order("c1", "k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", t0 - TTL - apr_time_from_sec(1));
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     int left = -1;
