@@ -108,7 +108,7 @@ void od_config_defaults(od_settings_t *out)
     out->listen_address = "127.0.0.1";
     out->listen_port = 8080;
     out->http_threads = 2;
-    out->worker_threads = 16;
+    out->worker_threads = 64;
     out->queue_limit = 4096;
     out->max_connections = 4096;
     out->connection_timeout_s = 30;
