@@ -4,6 +4,7 @@
 #endif
 
 #include "od_consumer.h"
+#include "od_file.h"
 #include "od_aws.h"
 #include "od_aws_creds.h"
 #include "od_dedupe.h"
@@ -71,32 +72,6 @@ typedef struct od_msg_t {
 
 /* ==== configuration ==== */
 
-static apr_status_t od_consumer_read_file(char **text, apr_size_t *len, const char *path,
-                                          const char **errmsg, apr_pool_t *p)
-{
-    apr_finfo_t fi;
-    apr_file_t *f = NULL;
-    char buf[128];
-    apr_status_t rv = apr_file_open(&f, path, APR_FOPEN_READ, APR_FPROT_OS_DEFAULT, p);
-
-    if (rv == APR_SUCCESS) {
-        rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f);
-    }
-    if (rv == APR_SUCCESS) {
-        *len = (apr_size_t) fi.size;
-        *text = apr_palloc(p, *len + 1);
-        rv = *len > 0 ? apr_file_read_full(f, *text, *len, len) : APR_SUCCESS;
-        (*text)[*len] = '\0';
-    }
-    if (f != NULL) {
-        apr_file_close(f);
-    }
-    if (rv != APR_SUCCESS) {
-        *errmsg = apr_psprintf(p, "%s: cannot read: %s", path, apr_strerror(rv, buf, sizeof(buf)));
-    }
-    return rv;
-}
-
 static const char *od_consumer_check(const od_settings_t *s)
 {
     if (s->sqs_queue_url == NULL) {
@@ -116,7 +91,7 @@ apr_status_t od_consumer_load_config(od_settings_t *out, const char *path, const
 {
     char *text = NULL;
     apr_size_t len = 0;
-    apr_status_t rv = od_consumer_read_file(&text, &len, path, errmsg, p);
+    apr_status_t rv = od_file_read(&text, &len, path, errmsg, p);
 
     if (rv == APR_SUCCESS) {
         rv = od_config_parse(out, text, len, path, errmsg, p);

@@ -6,6 +6,7 @@
 #include "od_cache.h"
 #include "od_aws_sinks.h"
 #include "od_dynamodb.h"
+#include "od_file.h"
 #include "od_outbox.h"
 #include "od_sink_file.h"
 #include "od_http.h"
@@ -35,32 +36,6 @@ struct od_server_s {
     od_api_t *api;
     od_http_t *http;
 };
-
-apr_status_t od_server_read_file(char **text, apr_size_t *len, const char *path,
-                                 const char **errmsg, apr_pool_t *p)
-{
-    apr_finfo_t fi;
-    apr_file_t *f = NULL;
-    char buf[128];
-    apr_status_t rv = apr_file_open(&f, path, APR_FOPEN_READ, APR_FPROT_OS_DEFAULT, p);
-
-    if (rv == APR_SUCCESS) {
-        rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f);
-    }
-    if (rv == APR_SUCCESS) {
-        *len = (apr_size_t) fi.size;
-        *text = apr_palloc(p, *len + 1);
-        rv = *len > 0 ? apr_file_read_full(f, *text, *len, len) : APR_SUCCESS;
-        (*text)[*len] = '\0';
-    }
-    if (f != NULL) {
-        apr_file_close(f);
-    }
-    if (rv != APR_SUCCESS) {
-        *errmsg = apr_psprintf(p, "%s: cannot read: %s", path, apr_strerror(rv, buf, sizeof(buf)));
-    }
-    return rv;
-}
 
 /* Key hashes are not keys, but a file others can read or change lets them see who the callers
  * are or add one: refuse it, as ssh does with private keys. */
@@ -95,7 +70,7 @@ static apr_status_t od_server_load_keys(od_keys_t **keys, const od_settings_t *s
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    rv = od_server_read_file(&text, &len, s->api_keys_file, errmsg, p);
+    rv = od_file_read(&text, &len, s->api_keys_file, errmsg, p);
     return rv == APR_SUCCESS ? od_keys_parse(keys, text, len, s->api_keys_file, errmsg, p) : rv;
 }
 
@@ -106,7 +81,7 @@ apr_status_t od_server_load_config(od_settings_t *out, const char *path, const c
     apr_size_t len = 0;
     od_keys_t *keys = NULL;
     od_order_rules_t *rules = NULL;
-    apr_status_t rv = od_server_read_file(&text, &len, path, errmsg, p);
+    apr_status_t rv = od_file_read(&text, &len, path, errmsg, p);
 
     if (rv == APR_SUCCESS) {
         rv = od_config_parse(out, text, len, path, errmsg, p);
@@ -451,9 +426,9 @@ static apr_status_t od_server_tls(od_server_t *srv, apr_pool_t *p)
                               "behind a TLS-terminating load balancer only");
         return APR_SUCCESS;
     }
-    apr_status_t rv = od_server_read_file(&cert, &len, s->tls_cert_file, &errmsg, p);
+    apr_status_t rv = od_file_read(&cert, &len, s->tls_cert_file, &errmsg, p);
     if (rv == APR_SUCCESS) {
-        rv = od_server_read_file(&key, &len, s->tls_key_file, &errmsg, p);
+        rv = od_file_read(&key, &len, s->tls_key_file, &errmsg, p);
     }
     if (rv != APR_SUCCESS) {
         od_log_error(srv->log, "server: %s", errmsg);

@@ -14,13 +14,6 @@
 typedef struct od_server_s od_server_t;
 
 /**
- * Reads a whole file into @p p (NUL-terminated). Returns APR_SUCCESS, or the APR status with
- * @p *errmsg naming the file and the failed call.
- */
-apr_status_t od_server_read_file(char **text, apr_size_t *len, const char *path,
-                                 const char **errmsg, apr_pool_t *p);
-
-/**
  * Loads and checks the configuration file at @p path (and the files it names, such as
  * api_keys_file) without opening the store or listening. Returns APR_SUCCESS with @p out filled,
  * or OD_ECONFIG / an APR status with @p *errmsg "FILE:LINE: problem".
