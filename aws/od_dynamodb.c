@@ -434,8 +434,13 @@ static apr_status_t od_ddb_reschedule(void *impl, const od_store_event_t *e, apr
     return od_ddb_outbox_update(impl, e, "SET outbox_due = :d ADD outbox_attempts :one", values, p);
 }
 
-static const od_store_ops_t od_ddb_ops = {"dynamodb",     od_ddb_put,       od_ddb_get_order,
-                                          od_ddb_pending, od_ddb_published, od_ddb_reschedule};
+static const od_store_ops_t od_ddb_ops = {.name = "dynamodb",
+                                          .put = od_ddb_put,
+                                          .get = od_ddb_get_order,
+                                          .pending = od_ddb_pending,
+                                          .published = od_ddb_published,
+                                          .reschedule = od_ddb_reschedule,
+                                          .put_async = NULL};
 
 apr_status_t od_dynamodb_create(od_store_t **out, od_aws_t *aws, const char *endpoint,
                                 const char *table, od_log_t *log, apr_pool_t *p)

@@ -7,7 +7,7 @@
 #   ODB_QUICK=1 bench/run.sh     # shorter runs, 200k orders for memory (a 3-minute smoke test)
 #
 # Knobs (environment): ODB_DURATION (s per peak run, 10), ODB_CONNS (wrk connections, 64),
-# ODB_HTTP_THREADS (2), ODB_WORKER_THREADS (16), ODB_EVENTS (file|none, file),
+# ODB_HTTP_THREADS (2), ODB_WORKER_THREADS (64), ODB_EVENTS (file|none, file),
 # ODB_MEM_ORDERS (1000000), ODB_MEM_BUDGET_S (300: the memory run's time cap), ODB_SKIP_DDB=1,
 # ODB_SKIP_CALLGRIND=1, ODB_ONLY (comma list of http,memory,ddb,cpu: run only those parts),
 # ODB_KEEP=1 (keep bench/work/run-* with the logs).
@@ -21,7 +21,7 @@ QUICK=${ODB_QUICK:-0}
 DURATION=${ODB_DURATION:-$([[ $QUICK == 1 ]] && echo 4 || echo 10)}
 CONNS=${ODB_CONNS:-64}
 HTTP_THREADS=${ODB_HTTP_THREADS:-2}
-WORKER_THREADS=${ODB_WORKER_THREADS:-16}
+WORKER_THREADS=${ODB_WORKER_THREADS:-64}
 EVENTS=${ODB_EVENTS:-file}
 FIXED_RATE=5000
 FIXED_S=$([[ $QUICK == 1 ]] && echo 10 || echo 30)

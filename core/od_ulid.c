@@ -57,26 +57,45 @@ static apr_uint64_t od_ulid_clamp_ms(apr_time_t now)
     return (apr_uint64_t) ms;
 }
 
-apr_status_t od_ulid_generate(char out[OD_ULID_LEN + 1], apr_time_t now)
+/* Encodes time @p ms and the 10 random bytes at @p rnd: 80 bits = two 40-bit halves, 8
+ * characters each. */
+static void od_ulid_encode(char out[OD_ULID_LEN + 1], apr_uint64_t ms, const unsigned char *rnd)
 {
-    unsigned char rnd[OD_ULID_RAND_BYTES];
     apr_uint64_t hi = 0;
     apr_uint64_t lo = 0;
 
-    out[0] = '\0';
-    if (RAND_bytes(rnd, (int) sizeof(rnd)) != 1) {
-        return APR_EGENERAL;
-    }
-    /* 80 random bits = two 40-bit halves, 8 characters each. */
     for (int i = 0; i < 5; i++) {
         hi = (hi << 8) | rnd[i];
         lo = (lo << 8) | rnd[i + 5];
     }
-    od_ulid_encode_bits(out, od_ulid_clamp_ms(now), OD_ULID_TIME_CHARS);
+    od_ulid_encode_bits(out, ms, OD_ULID_TIME_CHARS);
     od_ulid_encode_bits(out + OD_ULID_TIME_CHARS, hi, 8);
     od_ulid_encode_bits(out + OD_ULID_TIME_CHARS + 8, lo, 8);
     out[OD_ULID_LEN] = '\0';
+}
+
+apr_status_t od_ulid_generate_many(char (*out)[OD_ULID_LEN + 1], int n, apr_time_t now)
+{
+    unsigned char rnd[OD_ULID_RAND_BYTES * OD_ULID_MANY_MAX];
+
+    if (n < 1 || n > OD_ULID_MANY_MAX) {
+        return APR_EINVAL;
+    }
+    for (int i = 0; i < n; i++) {
+        out[i][0] = '\0';
+    }
+    if (RAND_bytes(rnd, OD_ULID_RAND_BYTES * n) != 1) {
+        return APR_EGENERAL;
+    }
+    for (int i = 0; i < n; i++) {
+        od_ulid_encode(out[i], od_ulid_clamp_ms(now), rnd + OD_ULID_RAND_BYTES * i);
+    }
     return APR_SUCCESS;
+}
+
+apr_status_t od_ulid_generate(char out[OD_ULID_LEN + 1], apr_time_t now)
+{
+    return od_ulid_generate_many((char(*)[OD_ULID_LEN + 1]) out, 1, now);
 }
 
 apr_status_t od_ulid_parse(char out[OD_ULID_LEN + 1], const char *text)

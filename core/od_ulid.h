@@ -19,6 +19,17 @@
  */
 apr_status_t od_ulid_generate(char out[OD_ULID_LEN + 1], apr_time_t now);
 
+/** The most ids od_ulid_generate_many writes in one call. */
+#define OD_ULID_MANY_MAX 8
+
+/**
+ * Writes @p n (1..OD_ULID_MANY_MAX) new ULIDs for time @p now into @p out[0..n-1], drawing the
+ * randomness of all of them from one RAND_bytes call (each call costs OpenSSL a DRBG lock and
+ * set-up, about as much as encoding the ids). Returns APR_SUCCESS, APR_EINVAL for a bad @p n, or
+ * APR_EGENERAL if the random generator fails (every out[i] is then ""). Thread-safe.
+ */
+apr_status_t od_ulid_generate_many(char (*out)[OD_ULID_LEN + 1], int n, apr_time_t now);
+
 /**
  * Checks that @p text is a ULID: exactly 26 Crockford base32 characters (case-insensitive,
  * excluding I, L, O, U), the first at most '7' (the 48-bit time must not overflow).

@@ -148,11 +148,11 @@ static apr_status_t od_api_record(od_api_t *api, od_store_order_t *rec, const od
                                   const char *caller, const char *key, apr_time_t now,
                                   apr_pool_t *p)
 {
-    char *order_id = apr_palloc(p, OD_ULID_LEN + 1), *event_id = apr_palloc(p, OD_ULID_LEN + 1);
+    char(*ids)[OD_ULID_LEN + 1] = apr_palloc(p, 2 * sizeof(*ids));
+    const char *order_id = ids[0], *event_id = ids[1];
 
-    if (od_ulid_generate(order_id, now) != APR_SUCCESS ||
-        od_ulid_generate(event_id, now) != APR_SUCCESS) {
-        od_log_error(api->log, "api: od_ulid_generate failed (random generator)");
+    if (od_ulid_generate_many(ids, 2, now) != APR_SUCCESS) {
+        od_log_error(api->log, "api: od_ulid_generate_many failed (random generator)");
         return APR_EGENERAL;
     }
     const char *body = od_order_render(order, order_id, now, p);
@@ -171,36 +171,68 @@ static apr_status_t od_api_record(od_api_t *api, od_store_order_t *rec, const od
     return APR_SUCCESS;
 }
 
-/* The order is new to the hot cache: give it an id and let the store decide. */
-static void od_api_store_new(od_api_t *api, od_request_t *r, const od_order_t *order,
-                             const char *key, apr_time_t now)
-{
-    apr_pool_t *p = od_request_pool(r);
-    od_store_order_t rec = {0};
+/* A POST waiting for the store: lives in the request's pool. */
+typedef struct od_api_put_t {
+    od_api_t *api;
+    od_request_t *r;
+    const char *key;
+    apr_time_t now;
+    apr_time_t t0;
+    od_store_order_t rec;
     od_store_result_t res;
-    apr_status_t rv = od_api_record(api, &rec, order, od_request_caller(r), key, now, p);
+} od_api_put_t;
 
-    if (rv == APR_SUCCESS) {
-        apr_time_t t0 = apr_time_now();
-        rv = od_store_put(api->store, &rec, &res, p);
-        od_metrics_observe_store(api->metrics, OD_METRICS_STORE_PUT, rv != APR_SUCCESS,
-                                 apr_time_now() - t0);
-    }
+/* The store's answer, on the store's writer thread or the worker: this thread now owns the
+ * request until od_request_finish. */
+static void od_api_stored(void *baton, apr_status_t rv)
+{
+    od_api_put_t *put = baton;
+    od_api_t *api = put->api;
+    const od_store_result_t *res = &put->res;
+
+    od_metrics_observe_store(api->metrics, OD_METRICS_STORE_PUT, rv != APR_SUCCESS,
+                             apr_time_now() - put->t0);
     if (rv != APR_SUCCESS) {
-        od_api_answer_store_error(api, r, rv);
-        return;
+        od_api_answer_store_error(api, put->r, rv);
+    } else {
+        if (res->outcome == OD_STORE_CREATED && api->outbox != NULL) {
+            od_store_event_t ev = {put->rec.event_id,  put->rec.order_id, put->rec.event,
+                                   put->rec.event_len, put->now,          0};
+            od_outbox_submit(api->outbox, &ev);
+        }
+        od_cache_entry_t entry = {res->order_id, res->body, res->body_len, res->created_at};
+        od_cache_put(api->cache, put->key, &entry, apr_time_now());
+        od_api_answer_order(put->r,
+                            res->outcome == OD_STORE_CREATED ? MHD_HTTP_CREATED : MHD_HTTP_OK,
+                            res->order_id, res->body, res->body_len);
     }
-    if (res.outcome == OD_STORE_CREATED && api->outbox != NULL) {
-        od_store_event_t ev = {rec.event_id, rec.order_id, rec.event, rec.event_len, now, 0};
-        od_outbox_submit(api->outbox, &ev);
-    }
-    od_cache_entry_t entry = {res.order_id, res.body, res.body_len, res.created_at};
-    od_cache_put(api->cache, key, &entry, apr_time_now());
-    od_api_answer_order(r, res.outcome == OD_STORE_CREATED ? MHD_HTTP_CREATED : MHD_HTTP_OK,
-                        res.order_id, res.body, res.body_len);
+    od_request_finish(put->r);
 }
 
-static void od_api_post_order(od_api_t *api, od_request_t *r)
+/* The order is new to the hot cache: give it an id and let the store decide. No worker waits
+ * for the commit: the store completes the request (od_api_stored). */
+static od_http_run_e od_api_store_new(od_api_t *api, od_request_t *r, const od_order_t *order,
+                                      const char *key, apr_time_t now)
+{
+    apr_pool_t *p = od_request_pool(r);
+    od_api_put_t *put = apr_pcalloc(p, sizeof(*put));
+
+    put->api = api;
+    put->r = r;
+    put->key = key;
+    put->now = now;
+    if (od_api_record(api, &put->rec, order, od_request_caller(r), key, now, p) != APR_SUCCESS) {
+        /* od_api_record has logged the cause. */
+        od_request_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "Internal Server Error", NULL,
+                           NULL);
+        return OD_HTTP_ANSWERED;
+    }
+    put->t0 = apr_time_now();
+    od_store_put_async(api->store, &put->rec, &put->res, od_api_stored, put, p);
+    return OD_HTTP_DEFERRED;
+}
+
+static od_http_run_e od_api_post_order(od_api_t *api, od_request_t *r)
 {
     apr_pool_t *p = od_request_pool(r);
     apr_array_header_t *errors = NULL;
@@ -211,7 +243,7 @@ static void od_api_post_order(od_api_t *api, od_request_t *r)
     if (od_order_parse(&order, &errors, api->rules, body, len, p) != APR_SUCCESS) {
         od_request_problem(r, MHD_HTTP_BAD_REQUEST, OD_API_INVALID_ORDER, "Invalid order",
                            "the order has errors; see errors for each bad field", errors);
-        return;
+        return OD_HTTP_ANSWERED;
     }
     const char *canonical = od_order_canonical(order, &clen);
     const char *key = od_canon_idempotency_key(od_request_caller(r), canonical, clen, p);
@@ -219,9 +251,9 @@ static void od_api_post_order(od_api_t *api, od_request_t *r)
     od_cache_entry_t hit;
     if (od_cache_get(api->cache, key, now, &hit, p) == APR_SUCCESS) {
         od_api_answer_order(r, MHD_HTTP_OK, hit.order_id, hit.body, hit.body_len);
-        return;
+        return OD_HTTP_ANSWERED;
     }
-    od_api_store_new(api, r, order, key, now);
+    return od_api_store_new(api, r, order, key, now);
 }
 
 /* ---- GET /orders/{id} ---- */
@@ -285,14 +317,13 @@ static void od_api_metrics(od_api_t *api, od_request_t *r)
     od_request_respond(r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
-static void od_api_run(void *baton, od_request_t *r)
+static od_http_run_e od_api_run(void *baton, od_request_t *r)
 {
     od_api_t *api = baton;
 
     switch (od_request_route(r)->kind) {
     case OD_API_POST_ORDERS:
-        od_api_post_order(api, r);
-        break;
+        return od_api_post_order(api, r);
     case OD_API_GET_ORDER:
         od_api_get_order(api, r);
         break;
@@ -308,6 +339,7 @@ static void od_api_run(void *baton, od_request_t *r)
     default:
         break;
     }
+    return OD_HTTP_ANSWERED;
 }
 
 od_http_handler_t od_api_handler(od_api_t *api)

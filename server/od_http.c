@@ -443,13 +443,10 @@ static enum MHD_Result od_http_append(od_request_t *r, const char *data, size_t 
 
 /* ---- the worker side ---- */
 
-static void *APR_THREAD_FUNC od_http_task(apr_thread_t *thread, void *data)
+void od_request_finish(od_request_t *r)
 {
-    od_request_t *r = data;
     od_http_t *h = r->http;
 
-    apr_atomic_dec32(&h->queued);
-    h->handler.run(h->handler.baton, r);
     if (r->status == 0) {
         od_log_error(h->log, "http: handler gave no answer for %s %s", r->method, r->path);
         od_request_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "Internal Server Error", NULL,
@@ -459,6 +456,18 @@ static void *APR_THREAD_FUNC od_http_task(apr_thread_t *thread, void *data)
     /* After the resume, the MHD thread may complete and free r at any moment. */
     MHD_resume_connection(r->conn);
     apr_atomic_dec32(&h->suspended);
+}
+
+static void *APR_THREAD_FUNC od_http_task(apr_thread_t *thread, void *data)
+{
+    od_request_t *r = data;
+    od_http_t *h = r->http;
+
+    apr_atomic_dec32(&h->queued);
+    /* Deferred: whoever took the request on finishes it (and may already have). */
+    if (h->handler.run(h->handler.baton, r) == OD_HTTP_ANSWERED) {
+        od_request_finish(r);
+    }
     return NULL;
 }
 

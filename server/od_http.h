@@ -36,12 +36,23 @@ typedef struct od_route_t {
     int kind;                  /* the handler's own route id, given back through od_request_route */
 } od_route_t;
 
+/** What a handler's run gives back. */
+typedef enum od_http_run_e {
+    OD_HTTP_ANSWERED, /* the answer is set: the worker completes the request */
+    OD_HTTP_DEFERRED  /* someone will call od_request_finish; the worker no longer touches it */
+} od_http_run_e;
+
 /** The application: routing on the HTTP thread, handling on a worker. */
 typedef struct od_http_handler_t {
     /** Fills @p route for @p method and @p path (no query string). Must not block. */
     void (*route)(void *baton, const char *method, const char *path, od_route_t *route);
-    /** Runs on a worker thread; must answer with od_request_respond (else the answer is 500). */
-    void (*run)(void *baton, od_request_t *r);
+    /**
+     * Runs on a worker thread. Either answers (od_request_respond; with no answer set it is 500)
+     * and returns OD_HTTP_ANSWERED, or hands the request on (e.g. to the store's writer) and
+     * returns OD_HTTP_DEFERRED: then od_request_finish must be called exactly once, possibly
+     * before run returns, and run must not touch @p r after handing it on.
+     */
+    od_http_run_e (*run)(void *baton, od_request_t *r);
     void *baton;
 } od_http_handler_t;
 
@@ -119,6 +130,13 @@ void od_request_header(od_request_t *r, const char *name, const char *value);
 /** Sets the response. @p body is copied when the response is queued. Last call wins. */
 void od_request_respond(od_request_t *r, int status, const char *content_type, const char *body,
                         apr_size_t len);
+
+/**
+ * Completes a request whose handler returned OD_HTTP_DEFERRED, once its answer is set: resumes
+ * its connection so libmicrohttpd sends the answer. Call exactly once, from any thread; @p r and
+ * its pool may be gone as soon as it returns.
+ */
+void od_request_finish(od_request_t *r);
 
 /**
  * Responds with an application/problem+json body (od_problem). @p type NULL means about:blank;

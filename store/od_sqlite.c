@@ -528,9 +528,13 @@ static apr_status_t od_sqlite_pending(void *impl, apr_time_t due_before, int max
     return APR_SUCCESS;
 }
 
-static const od_store_ops_t od_sqlite_ops = {
-    "sqlite",          od_sqlite_put,       od_sqlite_get,
-    od_sqlite_pending, od_sqlite_published, od_sqlite_reschedule};
+static const od_store_ops_t od_sqlite_ops = {.name = "sqlite",
+                                             .put = od_sqlite_put,
+                                             .get = od_sqlite_get,
+                                             .pending = od_sqlite_pending,
+                                             .published = od_sqlite_published,
+                                             .reschedule = od_sqlite_reschedule,
+                                             .put_async = NULL};
 
 /* ---- life cycle ---- */
 

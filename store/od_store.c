@@ -23,6 +23,16 @@ apr_status_t od_store_put(od_store_t *store, const od_store_order_t *order,
     return store->ops->put(store->impl, order, result, p);
 }
 
+void od_store_put_async(od_store_t *store, const od_store_order_t *order, od_store_result_t *result,
+                        od_store_done_fn done, void *baton, apr_pool_t *p)
+{
+    if (store->ops->put_async != NULL) {
+        store->ops->put_async(store->impl, order, result, done, baton, p);
+        return;
+    }
+    done(baton, store->ops->put(store->impl, order, result, p));
+}
+
 apr_status_t od_store_get(od_store_t *store, const char *caller, const char *order_id,
                           od_store_result_t *result, apr_pool_t *p)
 {

@@ -27,9 +27,9 @@ typedef struct od_store_order_t {
     /* The outbox: the order.accepted event, stored in the same atomic write as the order and
      * pending until marked published. */
     const char *event_id;
-    const char *event;     /* the envelope JSON */
+    const char *event; /* the envelope JSON */
     apr_size_t event_len;
-    apr_time_t event_due;  /* when the relay may first re-publish it if still pending */
+    apr_time_t event_due; /* when the relay may first re-publish it if still pending */
 } od_store_order_t;
 
 /** A pending outbox event, as read back. Strings come from the pool given to the call. */
@@ -56,6 +56,13 @@ typedef struct od_store_result_t {
     apr_time_t created_at;
 } od_store_result_t;
 
+/**
+ * The completion of od_store_put_async: @p status and the result given to the call are what
+ * od_store_put would have returned. Called exactly once, on the caller's thread or a store
+ * thread; it must not wait for the store.
+ */
+typedef void (*od_store_done_fn)(void *baton, apr_status_t status);
+
 /** What a backend implements; each function has the contract of the od_store_ wrapper below. */
 typedef struct od_store_ops_t {
     const char *name;
@@ -63,11 +70,14 @@ typedef struct od_store_ops_t {
                         apr_pool_t *p);
     apr_status_t (*get)(void *impl, const char *caller, const char *order_id,
                         od_store_result_t *result, apr_pool_t *p);
-    apr_status_t (*pending)(void *impl, apr_time_t due_before, int max,
-                            apr_array_header_t **events, apr_pool_t *p);
+    apr_status_t (*pending)(void *impl, apr_time_t due_before, int max, apr_array_header_t **events,
+                            apr_pool_t *p);
     apr_status_t (*published)(void *impl, const od_store_event_t *events, int n, apr_pool_t *p);
     apr_status_t (*reschedule)(void *impl, const od_store_event_t *event, apr_time_t due,
                                apr_pool_t *p);
+    /* Optional (NULL: od_store_put_async runs put and completes on the caller's thread). */
+    void (*put_async)(void *impl, const od_store_order_t *order, od_store_result_t *result,
+                      od_store_done_fn done, void *baton, apr_pool_t *p);
 } od_store_ops_t;
 
 /**
@@ -86,6 +96,16 @@ apr_status_t od_store_create(od_store_t **out, const od_store_ops_t *ops, void *
  */
 apr_status_t od_store_put(od_store_t *store, const od_store_order_t *order,
                           od_store_result_t *result, apr_pool_t *p);
+
+/**
+ * od_store_put without waiting for the outcome: it is given to @p done (with @p baton), exactly
+ * once, possibly before this call returns. @p order with its strings, @p result and @p p must
+ * stay alive until @p done has been called. A backend with a writer thread (SQLite) completes on
+ * that thread once the batch holding the order is committed, so no thread waits for the commit.
+ * Thread-safe.
+ */
+void od_store_put_async(od_store_t *store, const od_store_order_t *order, od_store_result_t *result,
+                        od_store_done_fn done, void *baton, apr_pool_t *p);
 
 /**
  * Reads order @p order_id if it belongs to @p caller. Returns APR_SUCCESS with @p result

@@ -39,6 +39,33 @@ START_TEST(test_ulid_generate_uses_only_alphabet)
 }
 END_TEST
 
+START_TEST(test_ulid_generate_many_distinct_valid_ids)
+{
+    char ids[OD_ULID_MANY_MAX][OD_ULID_LEN + 1];
+    char parsed[OD_ULID_LEN + 1];
+
+    ck_assert_int_eq(od_ulid_generate_many(ids, OD_ULID_MANY_MAX, apr_time_from_msec(SPEC_MS)),
+                     APR_SUCCESS);
+    for (int i = 0; i < OD_ULID_MANY_MAX; i++) {
+        ck_assert_int_eq(od_ulid_parse(parsed, ids[i]), APR_SUCCESS);
+        ck_assert_msg(strncmp(ids[i], "01ARYZ6S41", 10) == 0, "time prefix of %s", ids[i]);
+        for (int j = 0; j < i; j++) {
+            /* Each id has its own 10 random bytes: no two share their random part. */
+            ck_assert_str_ne(ids[i] + 10, ids[j] + 10);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_ulid_generate_many_rejects_bad_count)
+{
+    char ids[OD_ULID_MANY_MAX + 1][OD_ULID_LEN + 1];
+
+    ck_assert_int_eq(od_ulid_generate_many(ids, 0, apr_time_now()), APR_EINVAL);
+    ck_assert_int_eq(od_ulid_generate_many(ids, OD_ULID_MANY_MAX + 1, apr_time_now()), APR_EINVAL);
+}
+END_TEST
+
 START_TEST(test_ulid_generate_unique)
 {
     enum { N = 20000 };
@@ -183,6 +210,8 @@ Suite *od_ulid_suite(void)
     tcase_add_test(gen, test_ulid_generate_encodes_spec_time);
     tcase_add_test(gen, test_ulid_generate_uses_only_alphabet);
     tcase_add_test(gen, test_ulid_generate_unique);
+    tcase_add_test(gen, test_ulid_generate_many_distinct_valid_ids);
+    tcase_add_test(gen, test_ulid_generate_many_rejects_bad_count);
     tcase_add_test(gen, test_ulid_generate_sortable_by_time);
     tcase_add_test(gen, test_ulid_time_round_trip);
     tcase_add_test(gen, test_ulid_generate_clamps_out_of_range_time);
