@@ -8,6 +8,7 @@
 #include <apr_thread_mutex.h>
 #include <apr_thread_proc.h>
 #include <sqlite3.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define OD_SQLITE_BUSY_MS 5000
@@ -17,6 +18,29 @@
  * rates) stalled the writer and showed as a p99 spike once the first records expired. */
 #define OD_SQLITE_PURGE_IDLE_ROWS 512
 #define OD_SQLITE_PURGE_PER_ORDER 2
+/* The checkpointer copies the WAL into the database once this many pages wait (SQLite's own
+ * auto-checkpoint threshold, which used to run inside the writer's COMMIT). */
+#define OD_SQLITE_CKPT_PAGES 1000
+/* Frames a checkpoint left behind (the writer went on meanwhile) are tried again after this
+ * pause: once writes pause the WAL is then fully copied, and the writer's next transaction
+ * starts it over from its beginning instead of appending. */
+#define OD_SQLITE_CKPT_RETRY apr_time_from_msec(100)
+/* The WAL starts over only when the writer begins a transaction after a checkpoint copied all
+ * of it. Beside a busy writer that never happens (the writer has begun its next batch before a
+ * pass ends), and under steady load the WAL grew without bound (280 MB in 2 s in a benchmark).
+ * Past this length the writer itself copies what the checkpointer's last pass left, between two
+ * batches, so the WAL stays around 20 MB. */
+#define OD_SQLITE_CKPT_RESTART_PAGES 4000
+/* The writer's share is kept small: it is asked to copy the rest only after a pass that found at
+ * most this many new frames (or after this many passes in a row, should none). */
+#define OD_SQLITE_CKPT_TAIL_PAGES 256
+#define OD_SQLITE_CKPT_REPEATS 4
+/* A WAL this long after a checkpoint means it cannot start over (readers kept old snapshots). */
+#define OD_SQLITE_CKPT_WARN_PAGES 100000
+#define OD_SQLITE_CKPT_WARN_EVERY apr_time_from_sec(60)
+/* Published marks waiting for a commit, at most; past it od_sqlite_published waits for a commit
+ * of its own, which paces the publisher instead of growing the queue without bound. */
+#define OD_SQLITE_MARKS_MAX 65536
 
 typedef enum od_sqlite_kind_e {
     OD_SQLITE_PUT,
@@ -35,9 +59,19 @@ typedef struct od_sqlite_req_t {
     apr_pool_t *pool; /* the caller's; used by the writer only while the caller waits */
     apr_status_t status;
     int done;
-    apr_thread_cond_t *wake; /* signalled for this request alone, so a batch wakes only its own */
+    apr_thread_cond_t *wake;  /* signalled for this request alone, so a batch wakes only its own */
+    od_store_done_fn done_fn; /* an asynchronous PUT: completed by the writer, nobody waits */
+    void *baton;
     struct od_sqlite_req_t *next;
 } od_sqlite_req_t;
+
+/* The event ids of one od_sqlite_published call, waiting for the writer's next commit. One
+ * malloc'd block: the header, n pointers, then the strings they point to. */
+typedef struct od_sqlite_marks_t {
+    struct od_sqlite_marks_t *next;
+    int n;
+    const char *ids[];
+} od_sqlite_marks_t;
 
 /* The writer connection's prepared statements; used only by the writer thread. */
 typedef struct od_sqlite_writer_t {
@@ -50,7 +84,30 @@ typedef struct od_sqlite_writer_t {
     sqlite3_stmt *outbox_put;
     sqlite3_stmt *outbox_done;
     sqlite3_stmt *outbox_later;
+    /* Transaction control, prepared once: sqlite3_exec would parse each again per order. */
+    sqlite3_stmt *begin;
+    sqlite3_stmt *commit;
+    sqlite3_stmt *rollback;
+    sqlite3_stmt *sp_begin;
+    sqlite3_stmt *sp_release;
+    sqlite3_stmt *sp_rollback;
+    int catch_up; /* set by the WAL hook (on this thread): finish a checkpoint after the batch */
 } od_sqlite_writer_t;
+
+/* The checkpointer: a thread with a connection of its own, so that no commit waits for the WAL
+ * to be copied into the database (the auto-checkpoint ran inside COMMIT, with an fsync). */
+typedef struct od_sqlite_ckpt_t {
+    sqlite3 *db; /* used by the checkpointer thread alone while it runs */
+    apr_thread_t *thread;
+    apr_thread_mutex_t *lock;
+    /* Guarded by lock: wanted, done, restart, stopping. */
+    apr_thread_cond_t *work; /* signalled when wanted or stopping is set */
+    int wanted;              /* the writer's WAL hook asks for a checkpoint */
+    int done;                /* frames of the current WAL already copied */
+    int restart;             /* the WAL is long: the writer should copy the rest (catch_up) */
+    int stopping;
+    apr_time_t warned; /* the last warning; the checkpointer thread's own */
+} od_sqlite_ckpt_t;
 
 /* A read connection, pooled in the reslist. */
 typedef struct od_sqlite_reader_t {
@@ -64,19 +121,29 @@ typedef struct od_sqlite_s {
     od_log_t *log;
     int batch_max;
     od_sqlite_writer_t w;
+    od_sqlite_ckpt_t ckpt;
     apr_reslist_t *readers;
     apr_thread_t *thread;
     apr_thread_mutex_t *lock;
-    /* Guarded by lock: the queue, stopping, and every queued request's done/status. */
-    apr_thread_cond_t *work; /* signalled when the queue gains an item or stopping is set */
+    /* Guarded by lock: the queue, the marks and their count, idle, stopping, and every queued
+     * request's done/status. */
+    apr_thread_cond_t *work; /* signalled when the queue gains an item, marks arrive for an idle
+                              * writer, or stopping is set */
     od_sqlite_req_t *head;
     od_sqlite_req_t *tail;
+    od_sqlite_marks_t *marks; /* applied in the writer's next commit, in any order */
+    int marks_queued;         /* event ids in marks */
+    int idle;                 /* the writer is waiting for work */
     int stopping;
 } od_sqlite_t;
 
+/* The schema version this orderd writes (PRAGMA user_version). The tables keep their rowids:
+ * WITHOUT ROWID was measured slower for each of them at these row sizes (its interior pages
+ * hold whole rows, and its secondary indexes carry the text key instead of an integer). */
+#define OD_SQLITE_VERSION 2
+
+/* Creating what is missing also brings a version 1 file (no outbox) up to version 2. */
 static const char od_sqlite_schema[] =
-    "PRAGMA journal_mode=WAL;"
-    "PRAGMA synchronous=FULL;"
     "CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, caller TEXT NOT NULL,"
     " idem_key TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS idem (caller TEXT NOT NULL, idem_key TEXT NOT NULL,"
@@ -113,14 +180,81 @@ static apr_status_t od_sqlite_prepare(od_sqlite_t *s, sqlite3 *db, sqlite3_stmt 
     return APR_SUCCESS;
 }
 
-static apr_status_t od_sqlite_exec(od_sqlite_t *s, const char *sql)
+/* A mutex and a condition variable for one of the store's threads (@p what names it). */
+static apr_status_t od_sqlite_sync_create(od_sqlite_t *s, apr_thread_mutex_t **lock,
+                                          apr_thread_cond_t **cond, const char *what, apr_pool_t *p)
 {
-    if (sqlite3_exec(s->w.db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-        od_log_error(s->log, "sqlite: sqlite3_exec(%.40s) failed on %s: %s", sql, s->path,
-                     sqlite3_errmsg(s->w.db));
+    apr_status_t rv = apr_thread_mutex_create(lock, APR_THREAD_MUTEX_DEFAULT, p);
+
+    if (rv != APR_SUCCESS) {
+        od_log_error(s->log, "sqlite: apr_thread_mutex_create (%s) failed: %d", what, rv);
+        return OD_EUNAVAIL;
+    }
+    if ((rv = apr_thread_cond_create(cond, p)) != APR_SUCCESS) {
+        od_log_error(s->log, "sqlite: apr_thread_cond_create (%s) failed: %d", what, rv);
         return OD_EUNAVAIL;
     }
     return APR_SUCCESS;
+}
+
+static apr_status_t od_sqlite_exec(od_sqlite_t *s, sqlite3 *db, const char *sql)
+{
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        od_log_error(s->log, "sqlite: sqlite3_exec(%.40s) failed on %s: %s", sql, s->path,
+                     sqlite3_errmsg(db));
+        return OD_EUNAVAIL;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t od_sqlite_version(od_sqlite_t *s, int *version)
+{
+    sqlite3_stmt *st = NULL;
+    apr_status_t rv = od_sqlite_prepare(s, s->w.db, &st, "PRAGMA user_version");
+
+    if (rv == APR_SUCCESS && sqlite3_step(st) != SQLITE_ROW) {
+        rv = od_sqlite_fail(s, s->w.db, "sqlite3_step(PRAGMA user_version)");
+    }
+    if (rv == APR_SUCCESS) {
+        *version = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+    return rv;
+}
+
+/* Creates or completes the schema in one transaction. The version is checked before anything
+ * is written: a newer orderd's file is refused untouched, as its tables may mean other things.
+ * WAL comes last because journal_mode cannot change inside a transaction. */
+static apr_status_t od_sqlite_schema_open(od_sqlite_t *s)
+{
+    sqlite3 *db = s->w.db;
+    int version = 0;
+    apr_status_t rv = od_sqlite_exec(s, db, "PRAGMA synchronous=FULL; BEGIN IMMEDIATE");
+
+    if (rv == APR_SUCCESS) {
+        rv = od_sqlite_version(s, &version);
+        if (rv == APR_SUCCESS && version > OD_SQLITE_VERSION) {
+            od_log_error(s->log,
+                         "sqlite: %s has schema version %d, newer than this orderd's %d (written"
+                         " by a newer orderd?); refusing to use it",
+                         s->path, version, OD_SQLITE_VERSION);
+            rv = OD_EUNAVAIL;
+        }
+        if (rv == APR_SUCCESS && version < OD_SQLITE_VERSION) {
+            rv = od_sqlite_exec(s, db, od_sqlite_schema);
+        }
+        if (rv == APR_SUCCESS) {
+            rv = od_sqlite_exec(s, db, "COMMIT");
+        }
+        if (rv != APR_SUCCESS) {
+            /* Quietly: the failure itself is logged, and this undoes whatever it did. */
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        }
+    }
+    /* The checkpointer copies the WAL; see od_sqlite_wal_hook. */
+    return rv == APR_SUCCESS
+               ? od_sqlite_exec(s, db, "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0")
+               : rv;
 }
 
 static apr_status_t od_sqlite_writer_open(od_sqlite_t *s)
@@ -129,7 +263,7 @@ static apr_status_t od_sqlite_writer_open(od_sqlite_t *s)
     apr_status_t rv = od_sqlite_open(s, &w->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
 
     if (rv == APR_SUCCESS) {
-        rv = od_sqlite_exec(s, od_sqlite_schema);
+        rv = od_sqlite_schema_open(s);
     }
     struct {
         sqlite3_stmt **st;
@@ -149,6 +283,12 @@ static apr_status_t od_sqlite_writer_open(od_sqlite_t *s)
         {&w->outbox_done, "DELETE FROM outbox WHERE event_id = ?1"},
         {&w->outbox_later, "UPDATE outbox SET due_at = ?2, attempts = attempts + 1"
                            " WHERE event_id = ?1"},
+        {&w->begin, "BEGIN IMMEDIATE"},
+        {&w->commit, "COMMIT"},
+        {&w->rollback, "ROLLBACK"},
+        {&w->sp_begin, "SAVEPOINT o"},
+        {&w->sp_release, "RELEASE o"},
+        {&w->sp_rollback, "ROLLBACK TO o"},
     };
     for (apr_size_t i = 0; rv == APR_SUCCESS && i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         rv = od_sqlite_prepare(s, w->db, stmts[i].st, stmts[i].sql);
@@ -158,8 +298,9 @@ static apr_status_t od_sqlite_writer_open(od_sqlite_t *s)
 
 static void od_sqlite_writer_close(od_sqlite_writer_t *w)
 {
-    sqlite3_stmt *all[] = {w->idem_get, w->idem_put,   w->order_get,   w->order_put,
-                           w->purge,    w->outbox_put, w->outbox_done, w->outbox_later};
+    sqlite3_stmt *all[] = {w->idem_get,   w->idem_put,    w->order_get,    w->order_put,  w->purge,
+                           w->outbox_put, w->outbox_done, w->outbox_later, w->begin,      w->commit,
+                           w->rollback,   w->sp_begin,    w->sp_release,   w->sp_rollback};
 
     for (apr_size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         sqlite3_finalize(all[i]);
@@ -169,6 +310,20 @@ static void od_sqlite_writer_close(od_sqlite_writer_t *w)
 }
 
 /* ---- the writer: one order inside the batch transaction ---- */
+
+/* Steps a prepared statement that returns no rows (transaction control) and resets it. */
+static apr_status_t od_sqlite_run(od_sqlite_t *s, sqlite3_stmt *st)
+{
+    apr_status_t rv = APR_SUCCESS;
+
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        od_log_error(s->log, "sqlite: sqlite3_step(%s) failed on %s: %s", sqlite3_sql(st), s->path,
+                     sqlite3_errmsg(s->w.db));
+        rv = OD_EUNAVAIL;
+    }
+    sqlite3_reset(st);
+    return rv;
+}
 
 static void od_sqlite_bind_text(sqlite3_stmt *st, int i, const char *v, apr_size_t len)
 {
@@ -282,7 +437,7 @@ static apr_status_t od_sqlite_apply(od_sqlite_t *s, od_sqlite_req_t *req)
 {
     int rc;
 
-    if (od_sqlite_exec(s, "SAVEPOINT o") != APR_SUCCESS) {
+    if (od_sqlite_run(s, s->w.sp_begin) != APR_SUCCESS) {
         return OD_EUNAVAIL;
     }
     if (req->kind != OD_SQLITE_PUT) {
@@ -296,32 +451,11 @@ static apr_status_t od_sqlite_apply(od_sqlite_t *s, od_sqlite_req_t *req)
         od_log_error(s->log, "sqlite: writing %s failed: %s",
                      req->kind == OD_SQLITE_PUT ? req->order->order_id : req->event[0].event_id,
                      sqlite3_errmsg(s->w.db));
-        od_sqlite_exec(s, "ROLLBACK TO o");
-        od_sqlite_exec(s, "RELEASE o");
+        od_sqlite_run(s, s->w.sp_rollback);
+        od_sqlite_run(s, s->w.sp_release);
         return OD_EUNAVAIL;
     }
-    return od_sqlite_exec(s, "RELEASE o");
-}
-
-static void od_sqlite_purge(od_sqlite_t *s, apr_time_t now, int rows);
-
-static void od_sqlite_commit_batch(od_sqlite_t *s, od_sqlite_req_t *batch)
-{
-    apr_status_t rv = od_sqlite_exec(s, "BEGIN IMMEDIATE");
-    int n = 0;
-
-    for (od_sqlite_req_t *r = batch; r != NULL; r = r->next, n++) {
-        r->status = rv == APR_SUCCESS ? od_sqlite_apply(s, r) : OD_EUNAVAIL;
-    }
-    if (rv == APR_SUCCESS) {
-        od_sqlite_purge(s, apr_time_now(), OD_SQLITE_PURGE_PER_ORDER * n + 16);
-    }
-    if (rv == APR_SUCCESS && od_sqlite_exec(s, "COMMIT") != APR_SUCCESS) {
-        od_sqlite_exec(s, "ROLLBACK");
-        for (od_sqlite_req_t *r = batch; r != NULL; r = r->next) {
-            r->status = OD_EUNAVAIL;
-        }
-    }
+    return od_sqlite_run(s, s->w.sp_release);
 }
 
 static void od_sqlite_purge(od_sqlite_t *s, apr_time_t now, int rows)
@@ -338,11 +472,250 @@ static void od_sqlite_purge(od_sqlite_t *s, apr_time_t now, int rows)
     sqlite3_reset(st);
 }
 
-/* Detaches up to batch_max queued requests. Called with the lock held. */
+/* Deletes the outbox rows of events marked published, in a savepoint of the batch's
+ * transaction: a failure drops these marks alone, and their events, still pending, are
+ * published again (at least once). */
+static void od_sqlite_apply_marks(od_sqlite_t *s, const od_sqlite_marks_t *marks)
+{
+    sqlite3_stmt *st = s->w.outbox_done;
+    int rc = SQLITE_DONE, n = 0;
+
+    if (marks == NULL || od_sqlite_run(s, s->w.sp_begin) != APR_SUCCESS) {
+        return;
+    }
+    for (const od_sqlite_marks_t *m = marks; m != NULL; m = m->next) {
+        for (int i = 0; i < m->n && rc == SQLITE_DONE; i++) {
+            sqlite3_reset(st);
+            od_sqlite_bind_text(st, 1, m->ids[i], strlen(m->ids[i]));
+            rc = sqlite3_step(st);
+        }
+        n += m->n;
+    }
+    if (rc != SQLITE_DONE) {
+        od_log_warn(s->log,
+                    "sqlite: sqlite3_step(DELETE FROM outbox) failed on %s: %s; the %d published"
+                    " mark(s) of this batch are dropped, their events will be published again",
+                    s->path, sqlite3_errmsg(s->w.db), n);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        od_sqlite_run(s, s->w.sp_rollback);
+    }
+    od_sqlite_run(s, s->w.sp_release);
+}
+
+/* One transaction: each queued write in its savepoint, the published marks, a purge slice. */
+static void od_sqlite_commit_batch(od_sqlite_t *s, od_sqlite_req_t *batch,
+                                   const od_sqlite_marks_t *marks)
+{
+    apr_status_t rv = od_sqlite_run(s, s->w.begin);
+    int n = 0;
+
+    for (od_sqlite_req_t *r = batch; r != NULL; r = r->next, n++) {
+        r->status = rv == APR_SUCCESS ? od_sqlite_apply(s, r) : OD_EUNAVAIL;
+    }
+    if (rv == APR_SUCCESS) {
+        od_sqlite_apply_marks(s, marks);
+        od_sqlite_purge(s, apr_time_now(), OD_SQLITE_PURGE_PER_ORDER * n + 16);
+    }
+    if (rv == APR_SUCCESS && od_sqlite_run(s, s->w.commit) != APR_SUCCESS) {
+        od_sqlite_run(s, s->w.rollback);
+        for (od_sqlite_req_t *r = batch; r != NULL; r = r->next) {
+            r->status = OD_EUNAVAIL;
+        }
+    }
+}
+
+/* ---- the checkpointer ---- */
+
+/* Runs on the writer thread after each commit, with the WAL's length in pages. It only wakes
+ * the checkpointer, under a mutex nobody holds for long: no order waits for a checkpoint. */
+static int od_sqlite_wal_hook(void *data, sqlite3 *db, const char *name, int pages)
+{
+    od_sqlite_t *s = data;
+    od_sqlite_ckpt_t *c = &s->ckpt;
+
+    if (pages < OD_SQLITE_CKPT_PAGES) {
+        return SQLITE_OK;
+    }
+    apr_thread_mutex_lock(c->lock);
+    if (pages < c->done) {
+        c->done = 0; /* shorter than what was copied: the WAL has restarted */
+    }
+    if (!c->wanted && pages - c->done >= OD_SQLITE_CKPT_PAGES) {
+        c->wanted = 1;
+        apr_thread_cond_signal(c->work);
+    }
+    /* Stale if the WAL has restarted since. */
+    s->w.catch_up |= c->restart && pages >= OD_SQLITE_CKPT_RESTART_PAGES;
+    c->restart = 0;
+    apr_thread_mutex_unlock(c->lock);
+    return SQLITE_OK;
+}
+
+/* Copies what the checkpointer left of a long WAL, on the writer's connection between two
+ * batches: with no commit running meanwhile it copies everything, so the next transaction
+ * starts the WAL over. It costs the next batch a wait of about two fsyncs (the frames since the
+ * checkpointer's last pass; 1-5 ms measured), once per OD_SQLITE_CKPT_RESTART_PAGES pages,
+ * where the auto-checkpoint stalled a commit for a whole 1000-page copy every 1000 pages. */
+static void od_sqlite_catch_up(od_sqlite_t *s)
+{
+    int log = -1, ckpt = -1;
+    int rc = sqlite3_wal_checkpoint_v2(s->w.db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+
+    /* Busy: the checkpointer is copying just now; try again after the next batch. */
+    s->w.catch_up = rc == SQLITE_BUSY;
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        od_log_warn(s->log, "sqlite: sqlite3_wal_checkpoint_v2 (writer) failed on %s: %s", s->path,
+                    sqlite3_errmsg(s->w.db));
+    }
+}
+
+/* One passive checkpoint: copies what it can without waiting for the writer or the readers, so
+ * it never blocks them (in WAL mode). Returns SQLITE_OK with the WAL's length and the frames
+ * copied, or another code (a failure is logged, at most once a minute). */
+static int od_sqlite_checkpoint(od_sqlite_t *s, int *log, int *ckpt)
+{
+    od_sqlite_ckpt_t *c = &s->ckpt;
+    int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, log, ckpt);
+    int warn = apr_time_now() - c->warned >= OD_SQLITE_CKPT_WARN_EVERY;
+
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY && warn) {
+        od_log_warn(s->log, "sqlite: sqlite3_wal_checkpoint_v2 failed on %s: %s", s->path,
+                    sqlite3_errmsg(c->db));
+        c->warned = apr_time_now();
+    } else if (rc == SQLITE_OK && *log > OD_SQLITE_CKPT_WARN_PAGES && warn) {
+        od_log_warn(s->log,
+                    "sqlite: the WAL of %s still holds %d pages after a checkpoint (%d copied):"
+                    " it starts over only once readers leave their old snapshots",
+                    s->path, *log, *ckpt);
+        c->warned = apr_time_now();
+    }
+    return rc;
+}
+
+/* Waits until the writer wants a checkpoint or, when the last one left frames behind, for a
+ * short pause. Called and returns with the lock held; returns 0 when it is time to end. */
+static int od_sqlite_ckpt_wait(od_sqlite_ckpt_t *c, int left)
+{
+    if (left && !c->wanted && !c->stopping) {
+        apr_thread_cond_timedwait(c->work, c->lock, OD_SQLITE_CKPT_RETRY);
+    }
+    while (!left && !c->wanted && !c->stopping) {
+        apr_thread_cond_wait(c->work, c->lock);
+    }
+    return !c->stopping;
+}
+
+/* After a pass (lock held): records what it copied and, once the WAL is long, either passes
+ * again at once or asks the writer to copy the rest. The writer's share is what was committed
+ * since the last pass began, so passes repeat (each shorter) until one finds little new. */
+static void od_sqlite_ckpt_passed(od_sqlite_ckpt_t *c, int log, int ckpt, int *repeats)
+{
+    int fresh = ckpt >= c->done ? ckpt - c->done : ckpt; /* less: the WAL had restarted */
+
+    c->done = ckpt;
+    if (log < OD_SQLITE_CKPT_RESTART_PAGES) {
+        *repeats = 0;
+    } else if (fresh <= OD_SQLITE_CKPT_TAIL_PAGES || *repeats >= OD_SQLITE_CKPT_REPEATS) {
+        c->restart = 1;
+        *repeats = 0;
+    } else {
+        c->wanted = 1;
+        (*repeats)++;
+    }
+}
+
+static void *APR_THREAD_FUNC od_sqlite_checkpointer(apr_thread_t *thread, void *data)
+{
+    od_sqlite_t *s = data;
+    od_sqlite_ckpt_t *c = &s->ckpt;
+    int left = 0, repeats = 0;
+
+    apr_thread_mutex_lock(c->lock);
+    while (od_sqlite_ckpt_wait(c, left)) {
+        int log = -1, ckpt = -1;
+        c->wanted = 0;
+        apr_thread_mutex_unlock(c->lock);
+        int rc = od_sqlite_checkpoint(s, &log, &ckpt);
+        apr_thread_mutex_lock(c->lock);
+        /* Frames left behind are tried again after a pause (see OD_SQLITE_CKPT_RETRY). */
+        left = rc == SQLITE_OK && ckpt < log;
+        if (rc == SQLITE_OK) {
+            od_sqlite_ckpt_passed(c, log, ckpt, &repeats);
+        }
+    }
+    apr_thread_mutex_unlock(c->lock);
+    apr_thread_exit(thread, APR_SUCCESS);
+    return NULL;
+}
+
+/* Opens the checkpointer's connection, starts its thread, then hooks it to the writer's commits. */
+static apr_status_t od_sqlite_ckpt_start(od_sqlite_t *s, apr_pool_t *p)
+{
+    od_sqlite_ckpt_t *c = &s->ckpt;
+    apr_status_t rv = od_sqlite_sync_create(s, &c->lock, &c->work, "checkpointer", p);
+
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = od_sqlite_open(s, &c->db, SQLITE_OPEN_READWRITE);
+    if (rv == APR_SUCCESS) {
+        rv = od_sqlite_exec(s, c->db, "PRAGMA synchronous=FULL");
+    }
+    if (rv == APR_SUCCESS) {
+        rv = apr_thread_create(&c->thread, NULL, od_sqlite_checkpointer, s, p);
+        if (rv != APR_SUCCESS) {
+            c->thread = NULL;
+            od_log_error(s->log, "sqlite: apr_thread_create (checkpointer) failed: %d", rv);
+        }
+    }
+    if (rv == APR_SUCCESS) {
+        sqlite3_wal_hook(s->w.db, od_sqlite_wal_hook, s);
+    }
+    return rv;
+}
+
+/* Stops the checkpointer and closes its connection. Idempotent; safe on a partial start. */
+static void od_sqlite_ckpt_stop(od_sqlite_t *s)
+{
+    od_sqlite_ckpt_t *c = &s->ckpt;
+    apr_status_t trv = APR_SUCCESS;
+
+    if (c->thread != NULL) {
+        apr_thread_mutex_lock(c->lock);
+        c->stopping = 1;
+        apr_thread_cond_signal(c->work);
+        apr_thread_mutex_unlock(c->lock);
+        apr_thread_join(&trv, c->thread);
+        c->thread = NULL;
+    }
+    if (s->w.db != NULL) {
+        sqlite3_wal_hook(s->w.db, NULL, NULL);
+    }
+    sqlite3_close(c->db);
+    c->db = NULL;
+}
+
+/* ---- the writer thread ---- */
+
+static void od_sqlite_marks_free(od_sqlite_marks_t *marks)
+{
+    while (marks != NULL) {
+        od_sqlite_marks_t *next = marks->next;
+        free(marks);
+        marks = next;
+    }
+}
+
+/* Detaches up to batch_max queued requests (NULL if none). Called with the lock held. */
 static od_sqlite_req_t *od_sqlite_take(od_sqlite_t *s)
 {
     od_sqlite_req_t *batch = s->head, *last = s->head;
 
+    if (batch == NULL) {
+        return NULL;
+    }
     for (int n = 1; n < s->batch_max && last->next != NULL; n++) {
         last = last->next;
     }
@@ -354,20 +727,67 @@ static od_sqlite_req_t *od_sqlite_take(od_sqlite_t *s)
     return batch;
 }
 
+/* Detaches every queued mark. Called with the lock held. */
+static od_sqlite_marks_t *od_sqlite_take_marks(od_sqlite_t *s)
+{
+    od_sqlite_marks_t *marks = s->marks;
+
+    s->marks = NULL;
+    s->marks_queued = 0;
+    return marks;
+}
+
 /* Waits for work; on an idle second, purges a slice. Called and returns with the lock held;
- * returns 0 when it is time to end. */
+ * returns 0 when it is time to end: stopping, and the queue and the marks drained. */
 static int od_sqlite_wait(od_sqlite_t *s, apr_time_t *last_purge)
 {
-    while (s->head == NULL && !s->stopping) {
+    while (s->head == NULL && s->marks == NULL && !s->stopping) {
+        s->idle = 1;
         apr_thread_cond_timedwait(s->work, s->lock, OD_SQLITE_PURGE_EVERY);
-        if (s->head == NULL && apr_time_now() - *last_purge >= OD_SQLITE_PURGE_EVERY) {
+        s->idle = 0;
+        if (s->head == NULL && s->marks == NULL &&
+            apr_time_now() - *last_purge >= OD_SQLITE_PURGE_EVERY) {
             *last_purge = apr_time_now();
             apr_thread_mutex_unlock(s->lock);
             od_sqlite_purge(s, *last_purge, OD_SQLITE_PURGE_IDLE_ROWS);
             apr_thread_mutex_lock(s->lock);
         }
     }
-    return s->head != NULL || !s->stopping;
+    return s->head != NULL || s->marks != NULL || !s->stopping;
+}
+
+/* Wakes the waiting callers of a committed batch and returns its asynchronous requests, linked
+ * through next. Called without the lock; returns without it. */
+static od_sqlite_req_t *od_sqlite_wake(od_sqlite_t *s, od_sqlite_req_t *batch)
+{
+    od_sqlite_req_t *async = NULL, **tail = &async;
+
+    apr_thread_mutex_lock(s->lock);
+    for (od_sqlite_req_t *r = batch; r != NULL;) {
+        od_sqlite_req_t *next = r->next; /* a waiter's r may be gone once done is seen */
+        if (r->done_fn != NULL) {
+            *tail = r;
+            tail = &r->next;
+        } else {
+            r->done = 1;
+            apr_thread_cond_signal(r->wake);
+        }
+        r = next;
+    }
+    *tail = NULL;
+    apr_thread_mutex_unlock(s->lock);
+    return async;
+}
+
+/* Completes asynchronous requests outside the lock: a completion answers its HTTP request,
+ * after which the request (and r, in its pool) may be gone. */
+static void od_sqlite_complete(od_sqlite_req_t *async)
+{
+    while (async != NULL) {
+        od_sqlite_req_t *r = async;
+        async = r->next;
+        r->done_fn(r->baton, r->status);
+    }
 }
 
 static void *APR_THREAD_FUNC od_sqlite_writer(apr_thread_t *thread, void *data)
@@ -378,15 +798,15 @@ static void *APR_THREAD_FUNC od_sqlite_writer(apr_thread_t *thread, void *data)
     apr_thread_mutex_lock(s->lock);
     while (od_sqlite_wait(s, &last_purge)) {
         od_sqlite_req_t *batch = od_sqlite_take(s);
+        od_sqlite_marks_t *marks = od_sqlite_take_marks(s);
         apr_thread_mutex_unlock(s->lock);
-        od_sqlite_commit_batch(s, batch);
-        apr_thread_mutex_lock(s->lock);
-        for (od_sqlite_req_t *r = batch; r != NULL;) {
-            od_sqlite_req_t *next = r->next; /* r may be gone once done is seen */
-            r->done = 1;
-            apr_thread_cond_signal(r->wake);
-            r = next;
+        od_sqlite_commit_batch(s, batch, marks);
+        od_sqlite_marks_free(marks);
+        od_sqlite_complete(od_sqlite_wake(s, batch));
+        if (s->w.catch_up) {
+            od_sqlite_catch_up(s);
         }
+        apr_thread_mutex_lock(s->lock);
     }
     apr_thread_mutex_unlock(s->lock);
     apr_thread_exit(thread, APR_SUCCESS);
@@ -394,6 +814,23 @@ static void *APR_THREAD_FUNC od_sqlite_writer(apr_thread_t *thread, void *data)
 }
 
 /* ---- the store interface ---- */
+
+/* Appends @p req to the writer's queue; 0 when stopping (nothing queued). Called with the lock
+ * held. */
+static int od_sqlite_enqueue(od_sqlite_t *s, od_sqlite_req_t *req)
+{
+    if (s->stopping) {
+        return 0;
+    }
+    if (s->tail != NULL) {
+        s->tail->next = req;
+    } else {
+        s->head = req;
+    }
+    s->tail = req;
+    apr_thread_cond_signal(s->work);
+    return 1;
+}
 
 /* Queues a write for the writer thread and waits until its batch is committed. */
 static apr_status_t od_sqlite_submit(od_sqlite_t *s, od_sqlite_req_t *req)
@@ -404,17 +841,10 @@ static apr_status_t od_sqlite_submit(od_sqlite_t *s, od_sqlite_req_t *req)
         return OD_EUNAVAIL;
     }
     apr_thread_mutex_lock(s->lock);
-    if (s->stopping) {
+    if (!od_sqlite_enqueue(s, req)) {
         apr_thread_mutex_unlock(s->lock);
         return OD_ESHUTDOWN;
     }
-    if (s->tail != NULL) {
-        s->tail->next = req;
-    } else {
-        s->head = req;
-    }
-    s->tail = req;
-    apr_thread_cond_signal(s->work);
     while (!req->done) {
         apr_thread_cond_wait(req->wake, s->lock);
     }
@@ -425,23 +855,98 @@ static apr_status_t od_sqlite_submit(od_sqlite_t *s, od_sqlite_req_t *req)
 static apr_status_t od_sqlite_put(void *impl, const od_store_order_t *order,
                                   od_store_result_t *result, apr_pool_t *p)
 {
-    od_sqlite_req_t req = {OD_SQLITE_PUT, NULL, 0, 0, order, result, p, APR_SUCCESS, 0, NULL, NULL};
+    od_sqlite_req_t req = {.kind = OD_SQLITE_PUT, .order = order, .result = result, .pool = p};
     return od_sqlite_submit(impl, &req);
 }
 
+/* The request lives in the caller's pool, which stays alive until done_fn has run. */
+static void od_sqlite_put_async(void *impl, const od_store_order_t *order,
+                                od_store_result_t *result, od_store_done_fn done, void *baton,
+                                apr_pool_t *p)
+{
+    od_sqlite_t *s = impl;
+    od_sqlite_req_t *req = apr_pcalloc(p, sizeof(*req));
+
+    req->kind = OD_SQLITE_PUT;
+    req->order = order;
+    req->result = result;
+    req->pool = p;
+    req->done_fn = done;
+    req->baton = baton;
+    apr_thread_mutex_lock(s->lock);
+    int queued = od_sqlite_enqueue(s, req);
+    apr_thread_mutex_unlock(s->lock);
+    if (!queued) {
+        done(baton, OD_ESHUTDOWN);
+    }
+}
+
+/* Copies the ids of @p events into one malloc'd block; NULL if out of memory. */
+static od_sqlite_marks_t *od_sqlite_marks_copy(const od_store_event_t *events, int n)
+{
+    apr_size_t size = sizeof(od_sqlite_marks_t) + sizeof(const char *) * (apr_size_t) n;
+
+    for (int i = 0; i < n; i++) {
+        size += strlen(events[i].event_id) + 1;
+    }
+    od_sqlite_marks_t *m = malloc(size);
+    if (m == NULL) {
+        return NULL;
+    }
+    char *at = (char *) &m->ids[n];
+    m->next = NULL;
+    m->n = n;
+    for (int i = 0; i < n; i++) {
+        apr_size_t len = strlen(events[i].event_id) + 1;
+        memcpy(at, events[i].event_id, len);
+        m->ids[i] = at;
+        at += len;
+    }
+    return m;
+}
+
+/* Queues the marks for the writer's next commit and returns at once: a mark costs no commit of
+ * its own, and a mark lost to a crash only means the event is published again. */
 static apr_status_t od_sqlite_published(void *impl, const od_store_event_t *events, int n,
                                         apr_pool_t *p)
 {
-    od_sqlite_req_t req = {OD_SQLITE_PUBLISHED, events, n,    0,   NULL, NULL, p,
-                           APR_SUCCESS,         0,      NULL, NULL};
-    return od_sqlite_submit(impl, &req);
+    od_sqlite_t *s = impl;
+    int queued = 0;
+
+    if (n <= 0) {
+        return APR_SUCCESS;
+    }
+    od_sqlite_marks_t *m = od_sqlite_marks_copy(events, n);
+    if (m == NULL) {
+        od_log_error(s->log, "sqlite: malloc (%d published marks) failed; the events stay pending",
+                     n);
+        return OD_EUNAVAIL;
+    }
+    apr_thread_mutex_lock(s->lock);
+    if (!s->stopping && s->marks_queued < OD_SQLITE_MARKS_MAX) {
+        m->next = s->marks;
+        s->marks = m;
+        s->marks_queued += n;
+        queued = 1;
+        if (s->idle) {
+            apr_thread_cond_signal(s->work);
+        }
+    }
+    apr_thread_mutex_unlock(s->lock);
+    if (queued) {
+        return APR_SUCCESS;
+    }
+    /* Too many waiting (or stopping, which submit answers): wait for a commit like a put. */
+    free(m);
+    od_sqlite_req_t req = {.kind = OD_SQLITE_PUBLISHED, .event = events, .nevents = n, .pool = p};
+    return od_sqlite_submit(s, &req);
 }
 
 static apr_status_t od_sqlite_reschedule(void *impl, const od_store_event_t *event, apr_time_t due,
                                          apr_pool_t *p)
 {
-    od_sqlite_req_t req = {OD_SQLITE_RESCHEDULE, event, 1,    due, NULL, NULL, p,
-                           APR_SUCCESS,          0,     NULL, NULL};
+    od_sqlite_req_t req = {
+        .kind = OD_SQLITE_RESCHEDULE, .event = event, .nevents = 1, .due = due, .pool = p};
     return od_sqlite_submit(impl, &req);
 }
 
@@ -534,7 +1039,7 @@ static const od_store_ops_t od_sqlite_ops = {.name = "sqlite",
                                              .pending = od_sqlite_pending,
                                              .published = od_sqlite_published,
                                              .reschedule = od_sqlite_reschedule,
-                                             .put_async = NULL};
+                                             .put_async = od_sqlite_put_async};
 
 /* ---- life cycle ---- */
 
@@ -573,10 +1078,11 @@ static apr_status_t od_sqlite_reader_free(void *res, void *params, apr_pool_t *p
     return APR_SUCCESS;
 }
 
-/* Stops the writer after it has drained the queue, then closes the connections. Registered as a
- * pre-cleanup: APR destroys subpools (the writer thread's among them) and runs the mutex's own
- * cleanup before ordinary cleanups, and the writer must be gone before either. Idempotent and
- * safe on a partly built store, so creation undoes itself by calling it. */
+/* Stops the writer after it has drained the queue and applied the marks, then the
+ * checkpointer, then closes the connections. Registered as a pre-cleanup: APR destroys subpools
+ * (the threads' among them) and runs the mutexes' own cleanups before ordinary cleanups, and the
+ * threads must be gone before either. Idempotent and safe on a partly built store, so creation
+ * undoes itself by calling it. */
 static apr_status_t od_sqlite_cleanup(void *data)
 {
     od_sqlite_t *s = data;
@@ -590,11 +1096,14 @@ static apr_status_t od_sqlite_cleanup(void *data)
         apr_thread_join(&trv, s->thread);
         s->thread = NULL;
     }
+    od_sqlite_ckpt_stop(s);
     if (s->readers != NULL) {
         apr_reslist_destroy(s->readers);
         s->readers = NULL;
     }
     od_sqlite_writer_close(&s->w);
+    od_sqlite_marks_free(s->marks); /* none: the writer applied them, or never started */
+    s->marks = NULL;
     return APR_SUCCESS;
 }
 
@@ -603,12 +1112,8 @@ static apr_status_t od_sqlite_start(od_sqlite_t *s, int readers, apr_pool_t *p)
     apr_status_t rv = od_sqlite_writer_open(s);
 
     if (rv == APR_SUCCESS) {
-        rv = apr_thread_mutex_create(&s->lock, APR_THREAD_MUTEX_DEFAULT, p);
+        rv = od_sqlite_sync_create(s, &s->lock, &s->work, "writer", p);
     }
-    if (rv == APR_SUCCESS) {
-        rv = apr_thread_cond_create(&s->work, p);
-    }
-
     if (rv == APR_SUCCESS) {
         rv = apr_reslist_create(&s->readers, 1, readers, readers, 0, od_sqlite_reader_make,
                                 od_sqlite_reader_free, s, p);
@@ -616,6 +1121,9 @@ static apr_status_t od_sqlite_start(od_sqlite_t *s, int readers, apr_pool_t *p)
             s->readers = NULL;
             od_log_error(s->log, "sqlite: apr_reslist_create (read connections) failed: %d", rv);
         }
+    }
+    if (rv == APR_SUCCESS) {
+        rv = od_sqlite_ckpt_start(s, p);
     }
     if (rv == APR_SUCCESS) {
         rv = apr_thread_create(&s->thread, NULL, od_sqlite_writer, s, p);

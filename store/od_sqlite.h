@@ -7,9 +7,17 @@
  * fsync per batch, not per order. Reads (GET) use a pool of read-only connections, which WAL
  * lets run alongside the writer.
  *
- * Schema (PRAGMA user_version 1), times in microseconds since the Unix epoch:
+ * Published marks (od_store_published) do not wait: they are queued and applied inside the
+ * writer's next transaction (one of their own if no order comes). The WAL is copied into the
+ * database by a checkpointer thread on its own connection rather than inside the writer's
+ * COMMIT; when the WAL grows long the writer copies the small remainder itself between two
+ * batches, so that the WAL can start over.
+ *
+ * Schema (PRAGMA user_version 2), times in microseconds since the Unix epoch:
  *   orders(order_id PK, caller, idem_key, body, created_at)
  *   idem(caller, idem_key, order_id, expires_at, PK(caller, idem_key)), index on expires_at
+ *   outbox(event_id PK, order_id, body, created_at, due_at, attempts), index on due_at
+ * A version 1 file gains the outbox; a file of a newer version is refused, left untouched.
  * The idempotency window is enforced when checking (expires_at > the new order's created_at);
  * the writer also deletes expired idem rows in small batches about once a second.
  */

@@ -1,5 +1,6 @@
 /* Tests of od_sqlite: the atomic put-unless-duplicate, TTL at check time, concurrency,
- * durability across reopen, and failure to open. */
+ * durability across reopen, failure to open, files of older and newer schema versions, the
+ * background checkpointer, and published marks applied in later commits. */
 #include "od_sqlite.h"
 #include "od_status.h"
 #include "od_suites.h"
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define TTL apr_time_from_sec(15)
@@ -57,6 +59,60 @@ static od_store_order_t order(const char *caller, const char *key, const char *i
                           .created_at = at,
                           .expires_at = at + TTL};
     return o;
+}
+
+static od_store_order_t order_with_event(const char *key, const char *id, const char *event_id)
+{
+    od_store_order_t o = order("c1", key, id, t0);
+    o.event_id = event_id;
+    o.event = apr_psprintf(pool, "{\"event_id\":\"%s\"}", event_id);
+    o.event_len = strlen(o.event);
+    o.event_due = t0;
+    return o;
+}
+
+static const char *db_path(void)
+{
+    return apr_pstrcat(pool, dir, "/o.db", NULL);
+}
+
+/* Runs @p sql on a connection of the test's own. */
+static void sql_exec(const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *err = NULL;
+
+    ck_assert_int_eq(sqlite3_open(db_path(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 2000);
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+    ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, err != NULL ? err : "?");
+    sqlite3_close(db);
+}
+
+/* The first column of the first row of @p sql, as text ("" if no row). */
+static const char *sql_text(const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    const char *out = "";
+
+    ck_assert_int_eq(sqlite3_open(db_path(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 2000);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL) {
+        out = apr_pstrdup(pool, (const char *) sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+static apr_array_header_t *pending(od_store_t *s)
+{
+    apr_array_header_t *events = NULL;
+    ck_assert_int_eq(od_store_pending(s, t0 + apr_time_from_sec(3600), 100, &events, pool),
+                     APR_SUCCESS);
+    return events;
 }
 
 START_TEST(test_sqlite_put_then_replay)
@@ -271,6 +327,346 @@ START_TEST(test_sqlite_concurrent_unique_all_stored)
 }
 END_TEST
 
+/* ---- files written by earlier and later versions ---- */
+
+/* The schema of orderd versions with user_version 2, exactly as they created it. */
+static const char v2_schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=FULL;"
+    "CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, caller TEXT NOT NULL,"
+    " idem_key TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS idem (caller TEXT NOT NULL, idem_key TEXT NOT NULL,"
+    " order_id TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (caller, idem_key));"
+    "CREATE INDEX IF NOT EXISTS idem_expires ON idem(expires_at);"
+    "CREATE TABLE IF NOT EXISTS outbox (event_id TEXT PRIMARY KEY, order_id TEXT NOT NULL,"
+    " body TEXT NOT NULL, created_at INTEGER NOT NULL, due_at INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(due_at);"
+    "PRAGMA user_version=2;";
+
+/* And with user_version 1 (before the outbox). */
+static const char v1_schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=FULL;"
+    "CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, caller TEXT NOT NULL,"
+    " idem_key TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS idem (caller TEXT NOT NULL, idem_key TEXT NOT NULL,"
+    " order_id TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (caller, idem_key));"
+    "CREATE INDEX IF NOT EXISTS idem_expires ON idem(expires_at);"
+    "PRAGMA user_version=1;";
+
+/* An order "01AAAAAAAAAAAAAAAAAAAAAAAA" of c1 under key k1, as an older orderd stored it. */
+static void old_order(void)
+{
+    sql_exec(apr_psprintf(pool,
+                          "INSERT INTO orders VALUES ('01AAAAAAAAAAAAAAAAAAAAAAAA', 'c1', 'k1',"
+                          " '{\"v\":1}', %" APR_TIME_T_FMT ");"
+                          "INSERT INTO idem VALUES ('c1', 'k1', '01AAAAAAAAAAAAAAAAAAAAAAAA',"
+                          " %" APR_TIME_T_FMT ");",
+                          t0, t0 + TTL));
+}
+
+/* The order is readable, and a new order under its key replays it. */
+static void assert_old_order(od_store_t *s)
+{
+    od_store_result_t r;
+    od_store_order_t b = order("c1", "k1", "01BBBBBBBBBBBBBBBBBBBBBBBB", t0 + 1);
+
+    ck_assert_int_eq(od_store_get(s, "c1", "01AAAAAAAAAAAAAAAAAAAAAAAA", &r, pool), APR_SUCCESS);
+    ck_assert_str_eq(r.body, "{\"v\":1}");
+    ck_assert_int_eq(od_store_put(s, &b, &r, pool), APR_SUCCESS);
+    ck_assert_int_eq(r.outcome, OD_STORE_REPLAYED);
+    ck_assert_str_eq(r.order_id, "01AAAAAAAAAAAAAAAAAAAAAAAA");
+    ck_assert_int_eq(r.created_at, t0);
+}
+
+START_TEST(test_sqlite_v2_file_keeps_orders_keys_and_events)
+{
+    sql_exec(v2_schema);
+    old_order();
+    sql_exec(apr_psprintf(pool,
+                          "INSERT INTO outbox (event_id, order_id, body, created_at, due_at)"
+                          " VALUES ('01EEEEEEEEEEEEEEEEEEEEEEEE', '01AAAAAAAAAAAAAAAAAAAAAAAA',"
+                          " '{\"e\":1}', %" APR_TIME_T_FMT ", %" APR_TIME_T_FMT ")",
+                          t0, t0));
+    od_store_t *s = open_store(pool);
+    assert_old_order(s);
+    apr_array_header_t *events = pending(s);
+    ck_assert_int_eq(events->nelts, 1);
+    od_store_event_t *e = (od_store_event_t *) events->elts;
+    ck_assert_str_eq(e->event_id, "01EEEEEEEEEEEEEEEEEEEEEEEE");
+    ck_assert_str_eq(e->event, "{\"e\":1}");
+    ck_assert_str_eq(sql_text("PRAGMA user_version"), "2");
+}
+END_TEST
+
+START_TEST(test_sqlite_v1_file_gains_the_outbox)
+{
+    sql_exec(v1_schema);
+    old_order();
+    od_store_t *s = open_store(pool);
+    assert_old_order(s);
+    ck_assert_int_eq(pending(s)->nelts, 0);
+    ck_assert_str_eq(sql_text("PRAGMA user_version"), "2");
+    ck_assert_str_eq(sql_text("SELECT name FROM sqlite_schema WHERE name = 'outbox_due'"),
+                     "outbox_due");
+}
+END_TEST
+
+START_TEST(test_sqlite_newer_schema_refused_untouched)
+{
+    od_store_t *s = (od_store_t *) 1;
+
+    sql_exec("CREATE TABLE future (x); PRAGMA user_version=99;");
+    ck_assert_int_eq(od_sqlite_create(&s, db_path(), 2, 8, log_, pool), OD_EUNAVAIL);
+    ck_assert_ptr_null(s);
+    ck_assert_str_eq(sql_text("PRAGMA user_version"), "99");
+    ck_assert_str_eq(sql_text("SELECT group_concat(name) FROM sqlite_schema"), "future");
+    ck_assert_str_eq(sql_text("PRAGMA journal_mode"), "delete");
+}
+END_TEST
+
+/* ---- the outbox: published marks ---- */
+
+START_TEST(test_sqlite_published_mark_applied_without_waiting)
+{
+    od_store_t *s = open_store(pool);
+    od_store_result_t r;
+    od_store_order_t a =
+        order_with_event("k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", "01EAAAAAAAAAAAAAAAAAAAAAAA");
+    od_store_order_t b =
+        order_with_event("k2", "01BBBBBBBBBBBBBBBBBBBBBBBB", "01EBBBBBBBBBBBBBBBBBBBBBBB");
+
+    ck_assert_int_eq(od_store_put(s, &a, &r, pool), APR_SUCCESS);
+    ck_assert_int_eq(od_store_put(s, &b, &r, pool), APR_SUCCESS);
+    apr_array_header_t *events = pending(s);
+    ck_assert_int_eq(events->nelts, 2);
+    /* a alone; no order follows, so the writer commits the mark by itself. */
+    ck_assert_int_eq(od_store_published(s, (od_store_event_t *) events->elts, 1, pool),
+                     APR_SUCCESS);
+    for (int i = 0; i < 500 && events->nelts != 1; i++) {
+        apr_sleep(apr_time_from_msec(10));
+        events = pending(s);
+    }
+    ck_assert_int_eq(events->nelts, 1);
+    ck_assert_str_eq(((od_store_event_t *) events->elts)->event_id, b.event_id);
+    /* Marking again (another instance did too) is harmless. */
+    ck_assert_int_eq(od_store_published(s, (od_store_event_t *) events->elts, 1, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(od_store_published(s, (od_store_event_t *) events->elts, 1, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(od_store_published(s, NULL, 0, pool), APR_SUCCESS);
+    for (int i = 0; i < 500 && events->nelts != 0; i++) {
+        apr_sleep(apr_time_from_msec(10));
+        events = pending(s);
+    }
+    ck_assert_int_eq(events->nelts, 0);
+}
+END_TEST
+
+START_TEST(test_sqlite_published_marks_applied_before_close)
+{
+    apr_pool_t *p1 = NULL;
+    od_store_result_t r;
+    od_store_event_t done[20];
+
+    apr_pool_create(&p1, pool);
+    od_store_t *s = open_store(p1);
+    for (int i = 0; i < 20; i++) {
+        const char *id = apr_psprintf(pool, "01A%023d", i);
+        od_store_order_t o =
+            order_with_event(apr_psprintf(pool, "k%d", i), id, apr_psprintf(pool, "01E%023d", i));
+        ck_assert_int_eq(od_store_put(s, &o, &r, pool), APR_SUCCESS);
+        done[i] = (od_store_event_t){.event_id = o.event_id, .order_id = id};
+    }
+    for (int i = 0; i < 20; i += 5) {
+        ck_assert_int_eq(od_store_published(s, done + i, 5, pool), APR_SUCCESS);
+    }
+    apr_pool_destroy(p1); /* at once: the marks may still be queued */
+    ck_assert_int_eq(pending(open_store(pool))->nelts, 0);
+}
+END_TEST
+
+/* ---- the checkpointer ---- */
+
+#define BIG_THREADS 8
+#define BIG_PER_THREAD 1500
+#define BIG_BODY 3500
+
+/* ---- asynchronous puts ---- */
+
+#define ASYNC_N 200
+
+typedef struct async_t {
+    od_store_t *store;
+    apr_thread_mutex_t *lock;
+    int calls[ASYNC_N]; /* guarded by lock: completions seen per request */
+    apr_status_t rv[ASYNC_N];
+    int readable[ASYNC_N]; /* the order could be read back inside its completion */
+    int completed;         /* guarded by lock */
+    od_store_order_t o[ASYNC_N];
+    od_store_result_t res[ASYNC_N];
+} async_t;
+
+typedef struct async_req_t {
+    async_t *a;
+    int i;
+} async_req_t;
+
+/* Runs on the writer thread: the order must already be committed, so another connection reads
+ * it back. */
+static void async_done(void *baton, apr_status_t rv)
+{
+    async_req_t *req = baton;
+    async_t *a = req->a;
+    od_store_result_t got;
+    apr_pool_t *p = NULL;
+
+    apr_pool_create(&p, NULL);
+    int readable = rv == APR_SUCCESS &&
+                   od_store_get(a->store, "c1", a->res[req->i].order_id, &got, p) == APR_SUCCESS;
+    apr_pool_destroy(p);
+    apr_thread_mutex_lock(a->lock);
+    a->calls[req->i]++;
+    a->rv[req->i] = rv;
+    a->readable[req->i] = readable;
+    a->completed++;
+    apr_thread_mutex_unlock(a->lock);
+}
+
+static int async_completed(async_t *a)
+{
+    apr_thread_mutex_lock(a->lock);
+    int n = a->completed;
+    apr_thread_mutex_unlock(a->lock);
+    return n;
+}
+
+START_TEST(test_sqlite_put_async_completes_once_after_commit)
+{
+    async_t *a = apr_pcalloc(pool, sizeof(*a));
+    async_req_t *reqs = apr_pcalloc(pool, sizeof(*reqs) * ASYNC_N);
+
+    a->store = open_store(pool);
+    ck_assert_int_eq(apr_thread_mutex_create(&a->lock, APR_THREAD_MUTEX_DEFAULT, pool),
+                     APR_SUCCESS);
+    /* Requests 0 and 1 share a key: one is stored, the other replays it. */
+    for (int i = 0; i < ASYNC_N; i++) {
+        const char *key = i == 1 ? "k0" : apr_psprintf(pool, "k%d", i);
+        a->o[i] = order("c1", key, apr_psprintf(pool, "01ASYNC%019d", i), t0);
+        reqs[i] = (async_req_t){a, i};
+        /* A pool per request, as the server has: the writer fills the result from it while
+         * this thread goes on allocating. */
+        apr_pool_t *rp = NULL;
+        apr_pool_create(&rp, pool);
+        od_store_put_async(a->store, &a->o[i], &a->res[i], async_done, &reqs[i], rp);
+    }
+    for (int waited = 0; async_completed(a) < ASYNC_N && waited < 500; waited++) {
+        apr_sleep(apr_time_from_msec(10));
+    }
+    ck_assert_int_eq(async_completed(a), ASYNC_N);
+    for (int i = 0; i < ASYNC_N; i++) {
+        ck_assert_int_eq(a->calls[i], 1);
+        ck_assert_int_eq(a->rv[i], APR_SUCCESS);
+        ck_assert_msg(a->readable[i], "order %d not readable in its completion", i);
+    }
+    ck_assert_int_eq(a->res[0].outcome, OD_STORE_CREATED);
+    ck_assert_int_eq(a->res[1].outcome, OD_STORE_REPLAYED);
+    ck_assert_str_eq(a->res[1].order_id, a->o[0].order_id);
+    ck_assert_int_eq(a->res[ASYNC_N - 1].outcome, OD_STORE_CREATED);
+}
+END_TEST
+
+/* Registered on the store's pool before the store, so it runs after the store's own cleanup
+ * has stopped the writer (pre-cleanups run last registered, first) while its memory is still
+ * there: a put then is refused at once, on the caller's thread. */
+static apr_status_t put_after_stop(void *data)
+{
+    async_t *a = data;
+    async_req_t *req = apr_palloc(pool, sizeof(*req));
+
+    *req = (async_req_t){a, 0};
+    a->o[0] = order("c1", "late", "01LATE00000000000000000000", t0);
+    od_store_put_async(a->store, &a->o[0], &a->res[0], async_done, req, pool);
+    return APR_SUCCESS;
+}
+
+START_TEST(test_sqlite_put_async_after_stop_is_shutdown)
+{
+    async_t *a = apr_pcalloc(pool, sizeof(*a));
+    apr_pool_t *sp = NULL;
+
+    ck_assert_int_eq(apr_thread_mutex_create(&a->lock, APR_THREAD_MUTEX_DEFAULT, pool),
+                     APR_SUCCESS);
+    apr_pool_create(&sp, pool);
+    apr_pool_pre_cleanup_register(sp, a, put_after_stop);
+    a->store = open_store(sp);
+    apr_pool_destroy(sp);
+    ck_assert_int_eq(a->completed, 1);
+    ck_assert_int_eq(a->calls[0], 1);
+    ck_assert_int_eq(a->rv[0], OD_ESHUTDOWN);
+}
+END_TEST
+
+static void *APR_THREAD_FUNC put_big(apr_thread_t *t, void *data)
+{
+    worker_t *w = data;
+    apr_pool_t *p = NULL;
+    char *body = malloc(BIG_BODY + 1);
+
+    memset(body, 'x', BIG_BODY);
+    body[BIG_BODY] = '\0';
+    apr_pool_create(&p, NULL);
+    for (int i = 0; i < BIG_PER_THREAD; i++) {
+        const char *id = apr_psprintf(p, "01%02d%022d", w->index, i);
+        od_store_order_t o = {.caller = "c",
+                              .idem_key = id,
+                              .order_id = id,
+                              .body = body,
+                              .body_len = BIG_BODY,
+                              .created_at = apr_time_now(),
+                              .expires_at = apr_time_now() + TTL};
+        od_store_result_t r;
+        w->failed += od_store_put(w->store, &o, &r, p) != APR_SUCCESS;
+        apr_pool_clear(p);
+    }
+    apr_pool_destroy(p);
+    free(body);
+    apr_thread_exit(t, APR_SUCCESS);
+    return NULL;
+}
+
+static apr_off_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (apr_off_t) st.st_size : 0;
+}
+
+/* 12000 orders of 3.5 KB (42 MB of bodies alone) go through a WAL that stays far smaller: it is
+ * checkpointed while the writes go on, and starts over from its beginning. */
+START_TEST(test_sqlite_wal_checkpointed_and_bounded)
+{
+    od_store_t *s = open_store(pool);
+    apr_thread_t *t[BIG_THREADS];
+    worker_t w[BIG_THREADS];
+    apr_status_t rv;
+
+    for (int i = 0; i < BIG_THREADS; i++) {
+        w[i] = (worker_t){s, i, 0, 0, 0, 0, ""};
+        ck_assert_int_eq(apr_thread_create(&t[i], NULL, put_big, &w[i], pool), APR_SUCCESS);
+    }
+    for (int i = 0; i < BIG_THREADS; i++) {
+        apr_thread_join(&rv, t[i]);
+        ck_assert_int_eq(w[i].failed, 0);
+    }
+    /* A WAL file never shrinks: its size now is the most it held. */
+    apr_off_t wal = file_size(apr_pstrcat(pool, db_path(), "-wal", NULL));
+    apr_off_t db = file_size(db_path());
+    ck_assert_msg(wal > 0 && wal < 28 * 1024 * 1024, "WAL %" APR_OFF_T_FMT " bytes", wal);
+    ck_assert_msg(db > 20 * 1024 * 1024, "database %" APR_OFF_T_FMT " bytes", db);
+}
+END_TEST
+
 Suite *od_sqlite_suite(void)
 {
     Suite *s = suite_create("sqlite");
@@ -284,11 +680,19 @@ Suite *od_sqlite_suite(void)
     tcase_add_test(tc, test_sqlite_durable_across_reopen);
     tcase_add_test(tc, test_sqlite_open_failure_is_a_value);
     tcase_add_test(tc, test_sqlite_expired_records_purged);
+    tcase_add_test(tc, test_sqlite_v2_file_keeps_orders_keys_and_events);
+    tcase_add_test(tc, test_sqlite_v1_file_gains_the_outbox);
+    tcase_add_test(tc, test_sqlite_newer_schema_refused_untouched);
+    tcase_add_test(tc, test_sqlite_published_mark_applied_without_waiting);
+    tcase_add_test(tc, test_sqlite_published_marks_applied_before_close);
     suite_add_tcase(s, tc);
     tcase_add_checked_fixture(tc_conc, setup, teardown);
     tcase_set_timeout(tc_conc, 120);
     tcase_add_test(tc_conc, test_sqlite_concurrent_same_key_one_order);
     tcase_add_test(tc_conc, test_sqlite_concurrent_unique_all_stored);
+    tcase_add_test(tc_conc, test_sqlite_wal_checkpointed_and_bounded);
+    tcase_add_test(tc_conc, test_sqlite_put_async_completes_once_after_commit);
+    tcase_add_test(tc, test_sqlite_put_async_after_stop_is_shutdown);
     suite_add_tcase(s, tc_conc);
     return s;
 }
