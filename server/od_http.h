@@ -5,8 +5,9 @@
  * the body (counting it against max_body_bytes: MHD has no such limit of its own). A complete
  * request is handed to an APR thread pool worker while its connection is suspended, so a slow
  * store never blocks the HTTP threads; the worker fills in the response and resumes the
- * connection. When queue_limit requests already wait for a worker the answer is 503 with
- * Retry-After: queueing is never unbounded.
+ * connection, or hands the request on (OD_HTTP_DEFERRED) to whoever completes it later
+ * (od_request_finish: the SQLite writer, after the commit). When queue_limit requests already wait
+ * for a worker the answer is 503 with Retry-After: queueing is never unbounded.
  *
  * What runs in the worker is supplied by the caller as an od_http_handler_t (od_api).
  */
