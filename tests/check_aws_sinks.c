@@ -18,6 +18,7 @@
 #include "od_aws_sinks.h"
 #include "od_status.h"
 #include "od_suites.h"
+#include "od_test_aws.h"
 #include "od_test_engines.h"
 
 #include <apr_strings.h>
@@ -176,18 +177,6 @@ static void events_call(const char *op, const char *body)
     aws_ok("events", apr_pstrcat(pool, "AWSEvents.", op, NULL), JSON11, body);
 }
 
-/* The text of the first <tag> in an XML answer. */
-static const char *xml_text(const char *body, const char *tag)
-{
-    const char *open = apr_pstrcat(pool, "<", tag, ">", NULL);
-    const char *start = strstr(body, open);
-    const char *end = start != NULL ? strstr(start, apr_pstrcat(pool, "</", tag, ">", NULL)) : NULL;
-
-    ck_assert_msg(end != NULL, "no <%s> in %s", tag, body);
-    start += strlen(open);
-    return apr_pstrmemdup(pool, start, (apr_size_t) (end - start));
-}
-
 static const char *queue_create(const char *name)
 {
     json_object *doc = sqs("CreateQueue", apr_psprintf(pool, "{\"QueueName\":\"%s\"}", name));
@@ -208,7 +197,8 @@ static const char *queue_arn(const char *url)
 
 static const char *topic_create(const char *name)
 {
-    return xml_text(
+    return od_test_xml_text(
+        pool,
         aws_ok("sns", NULL, FORM,
                apr_pstrcat(pool, "Action=CreateTopic&Version=2010-03-31&Name=", name, NULL)),
         "TopicArn");

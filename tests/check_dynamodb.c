@@ -7,6 +7,7 @@
  */
 #include "od_aws.h"
 #include "od_suites.h"
+#include "od_test_aws.h"
 #include "od_test_engines.h"
 #include "od_test_util.h"
 
@@ -136,53 +137,6 @@ static int log_has(od_test_env_t *env, const char *needle)
 
 /* ---- IAM set-up on moto, through our own client (the query protocol) ---- */
 
-static const char *xml_text(apr_pool_t *p, const char *xml, const char *tag)
-{
-    const char *open = apr_pstrcat(p, "<", tag, ">", NULL);
-    const char *s = strstr(xml, open), *e = NULL;
-
-    ck_assert_msg(s != NULL, "no <%s> in %s", tag, xml);
-    s += strlen(open);
-    e = strstr(s, "</");
-    return apr_pstrmemdup(p, s, (apr_size_t) (e - s));
-}
-
-static od_aws_t *client(apr_pool_t *p, const char *id, const char *secret)
-{
-    od_log_t *log = NULL;
-    od_aws_creds_t *creds = NULL;
-    od_aws_t *aws = NULL;
-    od_aws_creds_options_t co = {.access_key_id = id, .secret_access_key = secret};
-    od_aws_options_t ao = {"us-east-1", 2, 2000, 5000, 1, 10, 10};
-
-    od_log_create(&log, OD_LOG_ERROR, stderr, p);
-    ck_assert_int_eq(od_aws_creds_create(&creds, &co, log, p), APR_SUCCESS);
-    ck_assert_int_eq(od_aws_create(&aws, &ao, creds, log, p), APR_SUCCESS);
-    return aws;
-}
-
-/* One query-protocol call (IAM or STS); returns the XML answer. */
-static const char *query(apr_pool_t *p, od_aws_t *aws, const char *service, const char *params)
-{
-    od_aws_request_t req = {service, od_test_engine_url(engine),
-                            NULL,    "application/x-www-form-urlencoded; charset=utf-8",
-                            params,  strlen(params),
-                            NULL};
-    od_aws_response_t resp;
-
-    ck_assert_msg(od_aws_call(aws, &req, &resp, p) == APR_SUCCESS, "%s %s: %ld %s", service, params,
-                  resp.http_status, resp.body);
-    return resp.body;
-}
-
-static const char *escape(apr_pool_t *p, const char *s)
-{
-    char *e = curl_easy_escape(NULL, s, 0);
-    const char *copy = apr_pstrdup(p, e);
-    curl_free(e);
-    return copy;
-}
-
 typedef struct iam_keys_t {
     const char *id;
     const char *secret;
@@ -193,35 +147,39 @@ typedef struct iam_keys_t {
  * assume, and a policy allowing DynamoDB and AssumeRole on both. */
 static iam_keys_t iam_setup(apr_pool_t *p)
 {
-    od_aws_t *aws = client(p, "AKIDBOOTSTRAP", "bootstrap");
-    const char *policy = escape(p, "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":"
-                                   "\"Allow\",\"Action\":[\"dynamodb:*\",\"sts:AssumeRole\"],"
-                                   "\"Resource\":\"*\"}]}");
-    const char *trust = escape(p, "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":"
-                                  "\"Allow\",\"Principal\":{\"AWS\":\"*\"},"
-                                  "\"Action\":\"sts:AssumeRole\"}]}");
+    od_aws_t *aws = od_test_aws_client(p, "AKIDBOOTSTRAP", "bootstrap", 5000);
+    const char *policy =
+        od_test_url_escape(p, "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":"
+                              "\"Allow\",\"Action\":[\"dynamodb:*\",\"sts:AssumeRole\"],"
+                              "\"Resource\":\"*\"}]}");
+    const char *trust =
+        od_test_url_escape(p, "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":"
+                              "\"Allow\",\"Principal\":{\"AWS\":\"*\"},"
+                              "\"Action\":\"sts:AssumeRole\"}]}");
     const char *v = "&Version=2010-05-08";
     iam_keys_t k;
 
-    query(p, aws, "iam", apr_pstrcat(p, "Action=CreateUser&UserName=orderd", v, NULL));
-    query(p, aws, "iam",
-          apr_pstrcat(p, "Action=PutUserPolicy&UserName=orderd&PolicyName=p&PolicyDocument=",
-                      policy, v, NULL));
-    const char *key =
-        query(p, aws, "iam", apr_pstrcat(p, "Action=CreateAccessKey&UserName=orderd", v, NULL));
-    const char *role = query(p, aws, "iam",
-                             apr_pstrcat(p,
-                                         "Action=CreateRole&RoleName=orderd-role&"
-                                         "AssumeRolePolicyDocument=",
-                                         trust, v, NULL));
-    query(p, aws, "iam",
-          apr_pstrcat(p,
-                      "Action=PutRolePolicy&RoleName=orderd-role&PolicyName=p&"
-                      "PolicyDocument=",
-                      policy, v, NULL));
-    k.id = xml_text(p, key, "AccessKeyId");
-    k.secret = xml_text(p, key, "SecretAccessKey");
-    k.role_arn = xml_text(p, role, "Arn");
+    od_test_aws_query(p, aws, engine, "iam",
+                      apr_pstrcat(p, "Action=CreateUser&UserName=orderd", v, NULL));
+    od_test_aws_query(
+        p, aws, engine, "iam",
+        apr_pstrcat(p, "Action=PutUserPolicy&UserName=orderd&PolicyName=p&PolicyDocument=", policy,
+                    v, NULL));
+    const char *key = od_test_aws_query(
+        p, aws, engine, "iam", apr_pstrcat(p, "Action=CreateAccessKey&UserName=orderd", v, NULL));
+    const char *role = od_test_aws_query(p, aws, engine, "iam",
+                                         apr_pstrcat(p,
+                                                     "Action=CreateRole&RoleName=orderd-role&"
+                                                     "AssumeRolePolicyDocument=",
+                                                     trust, v, NULL));
+    od_test_aws_query(p, aws, engine, "iam",
+                      apr_pstrcat(p,
+                                  "Action=PutRolePolicy&RoleName=orderd-role&PolicyName=p&"
+                                  "PolicyDocument=",
+                                  policy, v, NULL));
+    k.id = od_test_xml_text(p, key, "AccessKeyId");
+    k.secret = od_test_xml_text(p, key, "SecretAccessKey");
+    k.role_arn = od_test_xml_text(p, role, "Arn");
     return k;
 }
 
@@ -262,13 +220,15 @@ END_TEST
 /* AssumeRole with the user's key: temporary credentials with a session token. */
 static iam_keys_t assume_role(apr_pool_t *p, const iam_keys_t *user, const char **token)
 {
-    od_aws_t *aws = client(p, user->id, user->secret);
-    const char *xml = query(p, aws, "sts",
-                            apr_pstrcat(p, "Action=AssumeRole&RoleSessionName=orderd&RoleArn=",
-                                        escape(p, user->role_arn), "&Version=2011-06-15", NULL));
-    iam_keys_t t = {xml_text(p, xml, "AccessKeyId"), xml_text(p, xml, "SecretAccessKey"), NULL};
+    od_aws_t *aws = od_test_aws_client(p, user->id, user->secret, 5000);
+    const char *xml = od_test_aws_query(
+        p, aws, engine, "sts",
+        apr_pstrcat(p, "Action=AssumeRole&RoleSessionName=orderd&RoleArn=",
+                    od_test_url_escape(p, user->role_arn), "&Version=2011-06-15", NULL));
+    iam_keys_t t = {od_test_xml_text(p, xml, "AccessKeyId"),
+                    od_test_xml_text(p, xml, "SecretAccessKey"), NULL};
 
-    *token = xml_text(p, xml, "SessionToken");
+    *token = od_test_xml_text(p, xml, "SessionToken");
     return t;
 }
 

@@ -5,6 +5,7 @@
  */
 #include "od_aws.h"
 #include "od_suites.h"
+#include "od_test_aws.h"
 #include "od_test_engines.h"
 #include "od_test_util.h"
 
@@ -290,20 +291,6 @@ static void ddblocal_setup(void)
 
 /* ---- AWS sinks on moto ---- */
 
-static od_aws_t *client(apr_pool_t *p)
-{
-    od_log_t *log = NULL;
-    od_aws_creds_t *creds = NULL;
-    od_aws_t *aws = NULL;
-    od_aws_creds_options_t co = {.access_key_id = "AKIDEVENTS", .secret_access_key = "x"};
-    od_aws_options_t ao = {"us-east-1", 2, 2000, 30000, 1, 10, 10};
-
-    od_log_create(&log, OD_LOG_ERROR, stderr, p);
-    ck_assert_int_eq(od_aws_creds_create(&creds, &co, log, p), APR_SUCCESS);
-    ck_assert_int_eq(od_aws_create(&aws, &ao, creds, log, p), APR_SUCCESS);
-    return aws;
-}
-
 /* A JSON-protocol call; returns the parsed answer (owned by the caller: put it). */
 static json_object *json_call(apr_pool_t *p, od_aws_t *aws, const char *service, const char *target,
                               const char *ctype, const char *body)
@@ -420,25 +407,6 @@ static int queue_drain(apr_pool_t *p, od_aws_t *aws, const queue_t *q, const cha
     return got;
 }
 
-static const char *query(apr_pool_t *p, od_aws_t *aws, const char *service, const char *params)
-{
-    od_aws_request_t req = {service, od_test_engine_url(engine),
-                            NULL,    "application/x-www-form-urlencoded; charset=utf-8",
-                            params,  strlen(params),
-                            NULL};
-    od_aws_response_t resp;
-    ck_assert_msg(od_aws_call(aws, &req, &resp, p) == APR_SUCCESS, "%s: %s", params, resp.body);
-    return resp.body;
-}
-
-static const char *esc(apr_pool_t *p, const char *s)
-{
-    char *e = curl_easy_escape(NULL, s, 0);
-    const char *c = apr_pstrdup(p, e);
-    curl_free(e);
-    return c;
-}
-
 /* The relay re-publishes after events_retry_after_s: short where an outage is simulated, else
  * long enough that a slow prompt publish is not raced by the relay. */
 static const char *aws_conf(apr_pool_t *p, const char *more)
@@ -448,23 +416,16 @@ static const char *aws_conf(apr_pool_t *p, const char *more)
         strstr(more, "events_retry_after_s") == NULL ? "events_retry_after_s = 5\n" : "", more);
 }
 
-static const char *xml_text(apr_pool_t *p, const char *xml, const char *tag)
-{
-    const char *open = apr_pstrcat(p, "<", tag, ">", NULL), *s = strstr(xml, open);
-    ck_assert_msg(s != NULL, "no <%s> in %s", tag, xml);
-    s += strlen(open);
-    return apr_pstrmemdup(p, s, (apr_size_t) (strstr(s, "</") - s));
-}
-
 static void subscribe(apr_pool_t *p, od_aws_t *aws, const char *topic, const queue_t *q, int raw)
 {
-    query(p, aws, "sns",
-          apr_pstrcat(p, "Action=Subscribe&Version=2010-03-31&Protocol=sqs&TopicArn=",
-                      esc(p, topic), "&Endpoint=", esc(p, q->arn),
-                      raw ? "&Attributes.entry.1.key=RawMessageDelivery"
-                            "&Attributes.entry.1.value=true"
-                          : "",
-                      NULL));
+    od_test_aws_query(p, aws, engine, "sns",
+                      apr_pstrcat(p, "Action=Subscribe&Version=2010-03-31&Protocol=sqs&TopicArn=",
+                                  od_test_url_escape(p, topic),
+                                  "&Endpoint=", od_test_url_escape(p, q->arn),
+                                  raw ? "&Attributes.entry.1.key=RawMessageDelivery"
+                                        "&Attributes.entry.1.value=true"
+                                      : "",
+                                  NULL));
 }
 
 /* Every accepted order reaches a raw and an enveloped subscription exactly once. */
@@ -474,9 +435,12 @@ START_TEST(test_events_sns_raw_and_enveloped_subscriptions)
     long max_ms = 0;
 
     apr_pool_create(&p, NULL);
-    od_aws_t *aws = client(p);
-    const char *topic = xml_text(
-        p, query(p, aws, "sns", "Action=CreateTopic&Name=orders&Version=2010-03-31"), "TopicArn");
+    od_aws_t *aws = od_test_aws_client(p, "AKIDEVENTS", "x", 30000);
+    const char *topic =
+        od_test_xml_text(p,
+                         od_test_aws_query(p, aws, engine, "sns",
+                                           "Action=CreateTopic&Name=orders&Version=2010-03-31"),
+                         "TopicArn");
     queue_t raw = queue_create(p, aws, "raw"), env_q = queue_create(p, aws, "enveloped");
     subscribe(p, aws, topic, &raw, 1);
     subscribe(p, aws, topic, &env_q, 0);
@@ -510,7 +474,7 @@ START_TEST(test_events_sqs_outage_then_delivered)
     long max_ms = 0;
 
     apr_pool_create(&p, NULL);
-    od_aws_t *aws = client(p);
+    od_aws_t *aws = od_test_aws_client(p, "AKIDEVENTS", "x", 30000);
     queue_t q = queue_create(p, aws, "orders");
     od_test_proxy_t *proxy = od_test_proxy_start(od_test_engine_url(engine));
     od_test_env_t *env = env_new();
@@ -540,7 +504,7 @@ START_TEST(test_events_eventbridge_rule_to_queue)
     const char *ct = "application/x-amz-json-1.1";
 
     apr_pool_create(&p, NULL);
-    od_aws_t *aws = client(p);
+    od_aws_t *aws = od_test_aws_client(p, "AKIDEVENTS", "x", 30000);
     queue_t q = queue_create(p, aws, "bridged");
     json_object_put(json_call(p, aws, "events", "AWSEvents.PutRule", ct,
                               "{\"Name\":\"orders\",\"EventPattern\":"
