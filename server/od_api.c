@@ -209,8 +209,18 @@ static void od_api_stored(void *baton, apr_status_t rv)
     od_request_finish(put->r);
 }
 
-/* The order is new to the hot cache: give it an id and let the store decide. No worker waits
- * for the commit: the store completes the request (od_api_stored). */
+/* Hands the order to the store, which completes the request (od_api_stored). */
+static od_http_run_e od_api_put(od_api_put_t *put)
+{
+    put->t0 = apr_time_now();
+    od_store_put_async(put->api->store, &put->rec, &put->res, od_api_stored, put,
+                       od_request_pool(put->r));
+    return OD_HTTP_DEFERRED;
+}
+
+/* The order is new to the hot cache: give it an id and let the store decide. A store that never
+ * blocks (SQLite: its writer completes the request after the commit) is called from here, on the
+ * HTTP thread; any other is called from a worker (od_api_run). */
 static od_http_run_e od_api_store_new(od_api_t *api, od_request_t *r, const od_order_t *order,
                                       const char *key, apr_time_t now)
 {
@@ -227,11 +237,17 @@ static od_http_run_e od_api_store_new(od_api_t *api, od_request_t *r, const od_o
                            NULL);
         return OD_HTTP_ANSWERED;
     }
-    put->t0 = apr_time_now();
-    od_store_put_async(api->store, &put->rec, &put->res, od_api_stored, put, p);
-    return OD_HTTP_DEFERRED;
+    if (!od_store_put_never_blocks(api->store)) {
+        od_request_set_data(r, put);
+        return OD_HTTP_WORKER;
+    }
+    if (!od_request_defer(r)) {
+        return OD_HTTP_ANSWERED; /* 503: too many requests wait for the store */
+    }
+    return od_api_put(put);
 }
 
+/* On the HTTP thread: validation, hashing and the hot cache never block. */
 static od_http_run_e od_api_post_order(od_api_t *api, od_request_t *r)
 {
     apr_pool_t *p = od_request_pool(r);
@@ -317,18 +333,32 @@ static void od_api_metrics(od_api_t *api, od_request_t *r)
     od_request_respond(r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
-static od_http_run_e od_api_run(void *baton, od_request_t *r)
+/* The HTTP thread's step: what never blocks is answered here, the rest goes to a worker. */
+static od_http_run_e od_api_front(void *baton, od_request_t *r)
 {
     od_api_t *api = baton;
 
     switch (od_request_route(r)->kind) {
     case OD_API_POST_ORDERS:
         return od_api_post_order(api, r);
-    case OD_API_GET_ORDER:
-        od_api_get_order(api, r);
-        break;
     case OD_API_HEALTHZ:
         od_request_respond(r, MHD_HTTP_OK, OD_API_JSON, "{\"status\":\"ok\"}", 15);
+        return OD_HTTP_ANSWERED;
+    default:
+        return OD_HTTP_WORKER;
+    }
+}
+
+/* A worker's step: store reads, a blocking store's put, readiness probes, metrics. */
+static od_http_run_e od_api_run(void *baton, od_request_t *r)
+{
+    od_api_t *api = baton;
+
+    switch (od_request_route(r)->kind) {
+    case OD_API_POST_ORDERS:
+        return od_api_put(od_request_data(r));
+    case OD_API_GET_ORDER:
+        od_api_get_order(api, r);
         break;
     case OD_API_READYZ:
         od_api_readyz(api, r);
@@ -344,6 +374,7 @@ static od_http_run_e od_api_run(void *baton, od_request_t *r)
 
 od_http_handler_t od_api_handler(od_api_t *api)
 {
-    od_http_handler_t h = {od_api_route, od_api_run, api};
+    od_http_handler_t h = {
+        .route = od_api_route, .front = od_api_front, .run = od_api_run, .baton = api};
     return h;
 }

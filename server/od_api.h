@@ -3,6 +3,10 @@
  *
  *   POST /orders        validate -> idempotency key -> hot cache -> store -> 201 / 200 replay
  *   GET  /orders/{id}   the caller's own order, 404 otherwise
+ *
+ * On the HTTP thread (front): POST /orders up to the hot cache, and the hand-over to a store that
+ * never blocks (SQLite's writer); /healthz. On a worker (run): a blocking store's put (DynamoDB),
+ * GET /orders/{id}, /readyz and /metrics.
  */
 #ifndef OD_API_H
 #define OD_API_H

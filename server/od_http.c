@@ -53,15 +53,18 @@ struct od_http_s {
     int port;
     /* Counters shared by MHD threads and workers; only touched with apr_atomic_*. */
     volatile apr_uint32_t queued;    /* pushed to the pool, not yet started by a worker */
+    volatile apr_uint32_t running;   /* in a worker's run */
+    volatile apr_uint32_t deferred;  /* handed on by the front step, not yet finished */
     volatile apr_uint32_t suspended; /* suspended, not yet resumed */
-    volatile apr_uint32_t inflight;  /* dispatched to a worker, not yet completed */
+    volatile apr_uint32_t inflight;  /* suspended at some point, not yet completed */
     volatile apr_uint32_t stopping;
 };
 
 typedef enum od_req_state_e { OD_REQ_READING, OD_REQ_QUEUED, OD_REQ_DONE } od_req_state_e;
 
-/* A request. Until it is queued only its MHD thread touches it; while queued only the worker
- * does; after MHD_resume_connection only the MHD thread again (resume orders the two). */
+/* A request. Until it is suspended only its MHD thread touches it; while suspended only whoever
+ * holds it (a worker, then possibly the SQLite writer); after MHD_resume_connection only the MHD
+ * thread again (suspend and resume order the hand-overs). */
 struct od_request_s {
     od_http_t *http;
     struct MHD_Connection *conn;
@@ -77,7 +80,9 @@ struct od_request_s {
     char *body;
     apr_size_t body_len;
     int too_large;        /* the body grew past max_body_bytes */
-    int dispatched;       /* handed to a worker: counted in inflight until completed */
+    int dispatched;       /* suspended once: counted in inflight until completed */
+    int deferred;         /* counted in http->deferred until finished */
+    void *data;           /* the handler's, between its steps */
     apr_size_t discarded; /* body bytes read and thrown away */
     /* The response. */
     int status;
@@ -128,6 +133,53 @@ const char *od_request_body(const od_request_t *r, apr_size_t *len)
 {
     *len = r->body_len;
     return r->body != NULL ? r->body : "";
+}
+
+void od_request_set_data(od_request_t *r, void *data)
+{
+    r->data = data;
+}
+
+void *od_request_data(const od_request_t *r)
+{
+    return r->data;
+}
+
+/* Counts @p r in @p mine unless queue_limit requests already wait, in @p mine and @p other
+ * together (for a worker, or for the store): then answers 503 and returns 0. Approximate under
+ * races, which is all a limit needs. */
+static int od_http_make_room(od_request_t *r, volatile apr_uint32_t *mine,
+                             volatile apr_uint32_t *other)
+{
+    apr_uint32_t waiting = apr_atomic_inc32(mine) + apr_atomic_read32(other);
+
+    if (waiting >= (apr_uint32_t) r->http->settings->queue_limit) {
+        apr_atomic_dec32(mine);
+        od_request_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable",
+                           "too many requests are waiting; retry shortly", NULL);
+        return 0;
+    }
+    return 1;
+}
+
+/* Takes @p r off its HTTP thread until od_request_finish. */
+static void od_http_suspend(od_request_t *r)
+{
+    r->state = OD_REQ_QUEUED;
+    r->dispatched = 1;
+    apr_atomic_inc32(&r->http->inflight);
+    apr_atomic_inc32(&r->http->suspended);
+    MHD_suspend_connection(r->conn);
+}
+
+int od_request_defer(od_request_t *r)
+{
+    if (!od_http_make_room(r, &r->http->deferred, &r->http->queued)) {
+        return 0;
+    }
+    r->deferred = 1;
+    od_http_suspend(r);
+    return 1;
 }
 
 void od_request_header(od_request_t *r, const char *name, const char *value)
@@ -443,16 +495,25 @@ static enum MHD_Result od_http_append(od_request_t *r, const char *data, size_t 
 
 /* ---- the worker side ---- */
 
+/* A handler step gave no answer: that is our bug, answered as one. */
+static void od_http_check_answered(od_request_t *r)
+{
+    if (r->status == 0) {
+        od_log_error(r->http->log, "http: handler gave no answer for %s %s", r->method, r->path);
+        od_request_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "Internal Server Error", NULL,
+                           NULL);
+    }
+}
+
 void od_request_finish(od_request_t *r)
 {
     od_http_t *h = r->http;
 
-    if (r->status == 0) {
-        od_log_error(h->log, "http: handler gave no answer for %s %s", r->method, r->path);
-        od_request_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "Internal Server Error", NULL,
-                           NULL);
-    }
+    od_http_check_answered(r);
     r->state = OD_REQ_DONE;
+    if (r->deferred) {
+        apr_atomic_dec32(&h->deferred);
+    }
     /* After the resume, the MHD thread may complete and free r at any moment. */
     MHD_resume_connection(r->conn);
     apr_atomic_dec32(&h->suspended);
@@ -464,13 +525,37 @@ static void *APR_THREAD_FUNC od_http_task(apr_thread_t *thread, void *data)
     od_http_t *h = r->http;
 
     apr_atomic_dec32(&h->queued);
+    apr_atomic_inc32(&h->running);
     /* Deferred: whoever took the request on finishes it (and may already have). */
-    if (h->handler.run(h->handler.baton, r) == OD_HTTP_ANSWERED) {
+    od_http_run_e done = h->handler.run(h->handler.baton, r);
+    apr_atomic_dec32(&h->running);
+    if (done != OD_HTTP_DEFERRED) {
         od_request_finish(r);
     }
     return NULL;
 }
 
+/* Queues @p r for a worker with its connection suspended, or answers 503 when too many wait. */
+static enum MHD_Result od_http_to_worker(od_request_t *r)
+{
+    od_http_t *h = r->http;
+
+    if (!od_http_make_room(r, &h->queued, &h->deferred)) {
+        return od_http_send(r);
+    }
+    od_http_suspend(r);
+    apr_status_t rv = apr_thread_pool_push(h->workers, od_http_task, r, 0, NULL);
+    if (rv != APR_SUCCESS) {
+        od_log_error(h->log, "http: apr_thread_pool_push failed: %d", rv);
+        apr_atomic_dec32(&h->queued);
+        od_request_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable", NULL,
+                           NULL);
+        od_request_finish(r);
+    }
+    return MHD_YES;
+}
+
+/* The body is complete: the handler's front step, then (if it asks) a worker. */
 static enum MHD_Result od_http_dispatch(od_request_t *r)
 {
     od_http_t *h = r->http;
@@ -486,27 +571,16 @@ static enum MHD_Result od_http_dispatch(od_request_t *r)
         return od_http_fail(r, MHD_HTTP_SERVICE_UNAVAILABLE, "Service Unavailable",
                             "the server is shutting down");
     }
-    if (apr_atomic_inc32(&h->queued) >= (apr_uint32_t) h->settings->queue_limit) {
-        apr_atomic_dec32(&h->queued);
-        return od_http_fail(r, MHD_HTTP_SERVICE_UNAVAILABLE, "Service Unavailable",
-                            "too many requests are waiting; retry shortly");
+    switch (h->handler.front != NULL ? h->handler.front(h->handler.baton, r) : OD_HTTP_WORKER) {
+    case OD_HTTP_ANSWERED:
+        od_http_check_answered(r);
+        return od_http_send(r);
+    case OD_HTTP_DEFERRED:
+        return MHD_YES; /* suspended by od_request_defer; resumed by od_request_finish */
+    case OD_HTTP_WORKER:
+        break;
     }
-    r->state = OD_REQ_QUEUED;
-    r->dispatched = 1;
-    apr_atomic_inc32(&h->inflight);
-    apr_atomic_inc32(&h->suspended);
-    MHD_suspend_connection(r->conn);
-    apr_status_t rv = apr_thread_pool_push(h->workers, od_http_task, r, 0, NULL);
-    if (rv != APR_SUCCESS) {
-        od_log_error(h->log, "http: apr_thread_pool_push failed: %d", rv);
-        apr_atomic_dec32(&h->queued);
-        od_request_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable", NULL,
-                           NULL);
-        r->state = OD_REQ_DONE;
-        MHD_resume_connection(r->conn);
-        apr_atomic_dec32(&h->suspended);
-    }
-    return MHD_YES;
+    return od_http_to_worker(r);
 }
 
 /* ---- libmicrohttpd callbacks ---- */
@@ -583,10 +657,9 @@ static void od_http_completed(void *cls, struct MHD_Connection *conn, void **con
 void od_http_stats(od_http_t *h, od_http_stats_t *out)
 {
     unsigned int queued = apr_atomic_read32(&h->queued);
-    unsigned int suspended = apr_atomic_read32(&h->suspended);
-
     out->queued = queued;
-    out->busy = suspended > queued ? suspended - queued : 0;
+    out->busy = apr_atomic_read32(&h->running);
+    out->deferred = apr_atomic_read32(&h->deferred);
     out->workers = (unsigned int) h->settings->worker_threads;
     out->queue_limit = (unsigned int) h->settings->queue_limit;
     out->stopping = apr_atomic_read32(&h->stopping) != 0;

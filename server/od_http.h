@@ -3,13 +3,16 @@
  *
  * libmicrohttpd threads accept connections, route each request, authenticate the caller and read
  * the body (counting it against max_body_bytes: MHD has no such limit of its own). A complete
- * request is handed to an APR thread pool worker while its connection is suspended, so a slow
- * store never blocks the HTTP threads; the worker fills in the response and resumes the
- * connection, or hands the request on (OD_HTTP_DEFERRED) to whoever completes it later
- * (od_request_finish: the SQLite writer, after the commit). When queue_limit requests already wait
- * for a worker the answer is 503 with Retry-After: queueing is never unbounded.
+ * request is first offered to the handler's front step on the HTTP thread, which does what can
+ * never block (parsing, validation, hashing, hot-cache lookups, queueing for the SQLite writer) and
+ * either answers at once or hands the request on. Whatever may wait on a disk or the network goes
+ * to an APR thread pool worker while its connection is suspended, so a slow store never blocks the
+ * HTTP threads; the worker fills in the response and resumes the connection, or hands the request
+ * on (OD_HTTP_DEFERRED) to whoever completes it later (od_request_finish: the SQLite writer, after
+ * the commit). When queue_limit requests already wait (for a worker, or handed on for the store)
+ * the answer is 503 with Retry-After: queueing is never unbounded.
  *
- * What runs in the worker is supplied by the caller as an od_http_handler_t (od_api).
+ * What runs is supplied by the caller as an od_http_handler_t (od_api).
  */
 #ifndef OD_HTTP_H
 #define OD_HTTP_H
@@ -39,14 +42,23 @@ typedef struct od_route_t {
 
 /** What a handler's run gives back. */
 typedef enum od_http_run_e {
-    OD_HTTP_ANSWERED, /* the answer is set: the worker completes the request */
-    OD_HTTP_DEFERRED  /* someone will call od_request_finish; the worker no longer touches it */
+    OD_HTTP_ANSWERED, /* the answer is set: it is sent now */
+    OD_HTTP_DEFERRED, /* someone will call od_request_finish; the caller no longer touches it */
+    OD_HTTP_WORKER    /* (front only) the rest may block: call run on a worker */
 } od_http_run_e;
 
-/** The application: routing on the HTTP thread, handling on a worker. */
+/** The application: routing and non-blocking work on the HTTP thread, the rest on a worker. */
 typedef struct od_http_handler_t {
     /** Fills @p route for @p method and @p path (no query string). Must not block. */
     void (*route)(void *baton, const char *method, const char *path, od_route_t *route);
+    /**
+     * Optional (NULL: every complete request goes to a worker). Runs on the HTTP thread once the
+     * body is complete, so it must never block: no disk, no network, no lock that is held across
+     * either. Returns OD_HTTP_ANSWERED with the answer set (with none it is 500); OD_HTTP_WORKER
+     * to have run called on a worker (state for it may be left with od_request_set_data); or
+     * OD_HTTP_DEFERRED after calling od_request_defer and handing the request on, as for run.
+     */
+    od_http_run_e (*front)(void *baton, od_request_t *r);
     /**
      * Runs on a worker thread. Either answers (od_request_respond; with no answer set it is 500)
      * and returns OD_HTTP_ANSWERED, or hands the request on (e.g. to the store's writer) and
@@ -68,9 +80,10 @@ apr_status_t od_http_create(od_http_t **out, const od_settings_t *settings, cons
 
 /** Worker pool figures, for /metrics; a snapshot. */
 typedef struct od_http_stats_t {
-    unsigned int queued;  /* waiting for a worker */
-    unsigned int busy;    /* being handled by a worker */
-    unsigned int workers; /* worker_threads */
+    unsigned int queued;   /* waiting for a worker */
+    unsigned int busy;     /* being handled by a worker */
+    unsigned int deferred; /* handed on by the front step (to the SQLite writer), not finished */
+    unsigned int workers;  /* worker_threads */
     unsigned int queue_limit;
     int stopping;
 } od_http_stats_t;
@@ -125,6 +138,20 @@ const od_route_t *od_request_route(const od_request_t *r);
 /** The body (NUL-terminated for convenience; may contain NULs) and its length. */
 const char *od_request_body(const od_request_t *r, apr_size_t *len);
 
+/** Keeps @p data (e.g. in the request pool) with the request, for a later step to find. */
+void od_request_set_data(od_request_t *r, void *data);
+/** What od_request_set_data kept; NULL if nothing. */
+void *od_request_data(const od_request_t *r);
+
+/**
+ * Lets a front step hand @p r on (then returning OD_HTTP_DEFERRED): suspends its connection so
+ * that od_request_finish may be called from then on, from any thread, even before front returns.
+ * Returns 1; or 0 when queue_limit requests already wait (for a worker or, handed on, for the
+ * store): then @p r is answered 503 with Retry-After, and front returns OD_HTTP_ANSWERED. Call at
+ * most once, on the HTTP thread, from front only (a worker's request is already suspended).
+ */
+int od_request_defer(od_request_t *r);
+
 /** Adds a response header; @p name and @p value are copied into the request pool. */
 void od_request_header(od_request_t *r, const char *name, const char *value);
 
@@ -133,9 +160,9 @@ void od_request_respond(od_request_t *r, int status, const char *content_type, c
                         apr_size_t len);
 
 /**
- * Completes a request whose handler returned OD_HTTP_DEFERRED, once its answer is set: resumes
- * its connection so libmicrohttpd sends the answer. Call exactly once, from any thread; @p r and
- * its pool may be gone as soon as it returns.
+ * Completes a request whose handler (front or run) returned OD_HTTP_DEFERRED, once its answer is
+ * set: resumes its connection so libmicrohttpd sends the answer. Call exactly once, from any
+ * thread; @p r and its pool may be gone as soon as it returns.
  */
 void od_request_finish(od_request_t *r);
 

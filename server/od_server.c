@@ -319,6 +319,9 @@ static void od_server_metrics_http(od_server_t *srv, od_metrics_text_t *t)
                     hs.queued);
     od_server_gauge(t, "orderd_workers_queue_limit", "gauge", "Waiting requests allowed.",
                     hs.queue_limit);
+    od_server_gauge(t, "orderd_requests_deferred", "gauge",
+                    "Requests handed to the store's writer, waiting for their commit.",
+                    hs.deferred);
     od_cache_stats(srv->cache, &cs);
     od_server_gauge(t, "orderd_hot_cache_hits_total", "counter", "Replays answered from memory.",
                     cs.hits);

@@ -33,6 +33,11 @@ void od_store_put_async(od_store_t *store, const od_store_order_t *order, od_sto
     done(baton, store->ops->put(store->impl, order, result, p));
 }
 
+int od_store_put_never_blocks(const od_store_t *store)
+{
+    return store->ops->put_async != NULL;
+}
+
 apr_status_t od_store_get(od_store_t *store, const char *caller, const char *order_id,
                           od_store_result_t *result, apr_pool_t *p)
 {

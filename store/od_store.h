@@ -108,6 +108,13 @@ void od_store_put_async(od_store_t *store, const od_store_order_t *order, od_sto
                         od_store_done_fn done, void *baton, apr_pool_t *p);
 
 /**
+ * 1 if od_store_put_async never waits (it queues for the store's own thread, under a lock held
+ * only to queue), so it may be called from a thread that must not block; 0 if it runs the put on
+ * the caller's thread (DynamoDB: a network call). Thread-safe.
+ */
+int od_store_put_never_blocks(const od_store_t *store);
+
+/**
  * Reads order @p order_id if it belongs to @p caller. Returns APR_SUCCESS with @p result
  * (outcome OD_STORE_CREATED), OD_ENOTFOUND if unknown or another caller's, or OD_EUNAVAIL.
  * Thread-safe.

@@ -2,7 +2,7 @@
  * The edge, end to end: HTTPS (curl with --cacert; TLS 1.1 refused; a key that does not match
  * the certificate refuses to start), CORS (preflight; other origins get no CORS headers), and
  * slow or abusive clients (slowloris from another loopback address while a normal client is
- * served, oversized headers).
+ * served, oversized headers), and workers blocked on a store that never answers.
  */
 #include "od_suites.h"
 #include "od_test_util.h"
@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,6 +230,106 @@ START_TEST(test_edge_slowloris_others_still_served)
 }
 END_TEST
 
+/* ---- blocked workers ---- */
+
+/* A listener that accepts connections into its backlog and never answers; its URL in @p url. */
+static int hang_listener(char *url, size_t size)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+    ck_assert_int_eq(listen(fd, 64), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+    snprintf(url, size, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    return fd;
+}
+
+/* Whether a connection waits on listener @p fd within @p ms. */
+static int has_pending(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, ms) == 1;
+}
+
+/* Sends a complete GET /orders/{id} on a raw connection and leaves the answer unread. */
+static int get_order_unread(int port)
+{
+    struct sockaddr_in dst = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    const char *req = "GET /orders/01ARZ3NDEKTSV4RRFFQ69G5FAV HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
+    dst.sin_port = htons((unsigned short) port);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *) &dst, sizeof(dst)), 0);
+    ck_assert_int_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t) strlen(req));
+    return fd;
+}
+
+static long post(od_test_env_t *env, const char *body, od_test_response_t *resp)
+{
+    od_test_request_t req = {.method = "POST", .path = "/orders", .body = body};
+
+    req.body_len = strlen(body);
+    int rc = od_test_http(env, &req, resp);
+    ck_assert_msg(rc == 0, "POST %s: no complete answer: %s", body, resp->error);
+    return resp->status;
+}
+
+/* The one worker waits on a DynamoDB endpoint that never answers. What needs no store is still
+ * answered at once on the HTTP thread (an invalid order); a new order, which must go through a
+ * worker to a blocking store, finds the queue full. */
+START_TEST(test_edge_blocked_workers_do_not_delay_validation)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+    od_test_response_t resp;
+    char url[64], conf[512];
+    int hang = hang_listener(url, sizeof(url));
+
+    setenv("AWS_ACCESS_KEY_ID", "AKIDEDGE", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "x", 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    snprintf(conf, sizeof(conf),
+             "store = dynamodb\naws_region = us-east-1\ndynamodb_endpoint = %s\n"
+             "events_sink = none\naws_max_attempts = 1\naws_request_timeout_ms = 3000\n"
+             "worker_threads = 1\nqueue_limit = 1\n",
+             url);
+    ck_assert_int_eq(od_test_env_write_config(env, conf), 0);
+    od_test_env_skip_init_store(env);
+    ck_assert_int_eq(od_test_server_start(env), 0);
+    /* One GET blocks the worker, the next one fills the queue (queue_limit requests may wait). */
+    int blocked = get_order_unread(od_test_server_port(env));
+    ck_assert_msg(has_pending(hang, 3000), "the worker never called the store");
+    int queued = get_order_unread(od_test_server_port(env));
+    od_test_sleep_ms(300);
+    struct timeval start, end;
+    gettimeofday(&start, NULL);
+    ck_assert_int_eq(post(env, "{\"customer_id\":\"x\",\"items\":[]}", &resp), 400);
+    ck_assert_ptr_nonnull(strstr(resp.body, "customer_id"));
+    od_test_response_free(&resp);
+    ck_assert_int_eq(post(env,
+                          "{\"customer_id\":\"CUST-000001\",\"currency\":\"EUR\",\"items\":"
+                          "[{\"sku\":\"SKU-1\",\"quantity\":1,\"unit_price_cents\":1}]}",
+                          &resp),
+                     503);
+    ck_assert_ptr_nonnull(od_test_response_header(&resp, "Retry-After"));
+    od_test_response_free(&resp);
+    gettimeofday(&end, NULL);
+    long ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_usec - start.tv_usec) / 1000;
+    ck_assert_msg(ms < 2000, "answers waited %ld ms for the blocked worker", ms);
+    char c;
+    ck_assert_int_eq(recv(blocked, &c, 1, MSG_DONTWAIT), -1); /* still in the worker */
+    ck_assert_int_eq(recv(queued, &c, 1, MSG_DONTWAIT), -1);
+    ck_assert_int_eq(od_test_server_stop(env, 15000), 0);
+    close(queued);
+    close(blocked);
+    close(hang);
+    od_test_env_destroy(env);
+}
+END_TEST
+
 START_TEST(test_edge_oversized_headers_refused)
 {
     od_test_env_t *env = od_test_env_create(NULL);
@@ -368,6 +469,7 @@ Suite *od_edge_suite(void)
     tcase_add_test(tc, test_edge_cors_preflight_and_origins);
     tcase_add_test(tc, test_edge_slowloris_others_still_served);
     tcase_add_test(tc, test_edge_oversized_headers_refused);
+    tcase_add_test(tc, test_edge_blocked_workers_do_not_delay_validation);
     tcase_add_test(tc, test_edge_sigterm_under_load_nothing_half_done);
     suite_add_tcase(s, tc);
     return s;
