@@ -22,7 +22,12 @@ typedef struct od_canon_buf_s {
     apr_size_t len;
     apr_size_t cap;
     apr_pool_t *p;
+    json_object *str; /* one string object of ours, reused to escape every string */
 } od_canon_buf_t;
+
+struct od_canon_hasher_s {
+    EVP_MD *sha256;
+};
 
 typedef struct od_canon_member_s {
     const char *key;
@@ -48,16 +53,21 @@ static void od_canon_puts(od_canon_buf_t *b, const char *s)
     od_canon_put(b, s, strlen(s));
 }
 
-/* A fresh string object each time: serialising the caller's object would write into its print
- * buffer, which is neither "does not modify" nor safe if two threads share the document. */
+/* json-c escapes through a string object of our own: serialising the caller's object would
+ * write into its print buffer, which is neither "does not modify" nor safe if two threads share
+ * the document. One object per serialisation, reset for each string, keeps that to one
+ * allocation of the object and its print buffer. */
 static void od_canon_string(od_canon_buf_t *b, const char *s, apr_size_t n)
 {
-    json_object *tmp = json_object_new_string_len(s, (int) n);
     size_t elen = 0;
-    const char *esc = json_object_to_json_string_length(tmp, OD_CANON_STRING_FLAGS, &elen);
 
+    if (b->str == NULL) {
+        b->str = json_object_new_string_len(s, (int) n);
+    } else {
+        json_object_set_string_len(b->str, s, (int) n);
+    }
+    const char *esc = json_object_to_json_string_length(b->str, OD_CANON_STRING_FLAGS, &elen);
     od_canon_put(b, esc, elen);
-    json_object_put(tmp);
 }
 
 static void od_canon_int(od_canon_buf_t *b, json_object *v)
@@ -185,14 +195,37 @@ const char *od_canon_serialize(json_object *value, apr_size_t *len, apr_pool_t *
 
     b.data[0] = '\0';
     od_canon_value(&b, value);
+    json_object_put(b.str);
     if (len != NULL) {
         *len = b.len;
     }
     return b.data;
 }
 
-const char *od_canon_idempotency_key(const char *caller, const char *canonical, apr_size_t len,
-                                     apr_pool_t *p)
+static apr_status_t od_canon_hasher_cleanup(void *data)
+{
+    od_canon_hasher_t *h = data;
+
+    EVP_MD_free(h->sha256);
+    return APR_SUCCESS;
+}
+
+apr_status_t od_canon_hasher_create(od_canon_hasher_t **out, apr_pool_t *p)
+{
+    od_canon_hasher_t *h = apr_palloc(p, sizeof(*h));
+
+    *out = NULL;
+    h->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (h->sha256 == NULL) {
+        return APR_EGENERAL;
+    }
+    apr_pool_cleanup_register(p, h, od_canon_hasher_cleanup, apr_pool_cleanup_null);
+    *out = h;
+    return APR_SUCCESS;
+}
+
+const char *od_canon_idempotency_key(const od_canon_hasher_t *h, const char *caller,
+                                     const char *canonical, apr_size_t len, apr_pool_t *p)
 {
     static const char hex[] = "0123456789abcdef";
     apr_size_t clen = strlen(caller);
@@ -204,7 +237,7 @@ const char *od_canon_idempotency_key(const char *caller, const char *canonical, 
     memcpy(msg, caller, clen + 1);
     memcpy(msg + clen + 1, canonical, len);
     /* Fails only when OpenSSL cannot allocate; like APR's out-of-memory, that is fatal. */
-    if (EVP_Digest(msg, clen + 1 + len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+    if (EVP_Digest(msg, clen + 1 + len, md, &mdlen, h->sha256, NULL) != 1 || mdlen != 32) {
         abort();
     }
     for (unsigned int i = 0; i < mdlen; i++) {

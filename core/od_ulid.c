@@ -8,12 +8,20 @@
 #include "od_ulid.h"
 #include "od_status.h"
 
+#include <apr_thread_mutex.h>
 #include <openssl/rand.h>
 #include <string.h>
 
 #define OD_ULID_TIME_CHARS 10
 #define OD_ULID_RAND_BYTES 10
 #define OD_ULID_MAX_MS ((((apr_uint64_t) 1) << 48) - 1)
+
+struct od_ulid_source_s {
+    apr_thread_mutex_t *lock;
+    /* Guarded by lock: the randomness not yet drawn is rnd[used..]. */
+    apr_size_t used;
+    unsigned char rnd[OD_ULID_RAND_BYTES * OD_ULID_SOURCE_IDS];
+};
 
 static const char od_ulid_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -96,6 +104,59 @@ apr_status_t od_ulid_generate_many(char (*out)[OD_ULID_LEN + 1], int n, apr_time
 apr_status_t od_ulid_generate(char out[OD_ULID_LEN + 1], apr_time_t now)
 {
     return od_ulid_generate_many((char(*)[OD_ULID_LEN + 1]) out, 1, now);
+}
+
+apr_status_t od_ulid_source_create(od_ulid_source_t **out, apr_pool_t *p)
+{
+    od_ulid_source_t *src = apr_palloc(p, sizeof(*src));
+
+    *out = NULL;
+    apr_status_t rv = apr_thread_mutex_create(&src->lock, APR_THREAD_MUTEX_DEFAULT, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    src->used = sizeof(src->rnd); /* empty: filled on first use */
+    *out = src;
+    return APR_SUCCESS;
+}
+
+/* Copies @p len bytes of randomness out of @p src, refilling it when it runs short. Returns 0
+ * if the generator fails (nothing is drawn then, and the next call tries again). */
+static int od_ulid_source_draw(od_ulid_source_t *src, unsigned char *to, apr_size_t len)
+{
+    int ok = 1;
+
+    apr_thread_mutex_lock(src->lock);
+    if (sizeof(src->rnd) - src->used < len) {
+        ok = RAND_bytes(src->rnd, (int) sizeof(src->rnd)) == 1;
+        src->used = ok ? 0 : sizeof(src->rnd);
+    }
+    if (ok) {
+        memcpy(to, src->rnd + src->used, len);
+        src->used += len;
+    }
+    apr_thread_mutex_unlock(src->lock);
+    return ok;
+}
+
+apr_status_t od_ulid_source_next(od_ulid_source_t *src, char (*out)[OD_ULID_LEN + 1], int n,
+                                 apr_time_t now)
+{
+    unsigned char rnd[OD_ULID_RAND_BYTES * OD_ULID_MANY_MAX];
+
+    if (n < 1 || n > OD_ULID_MANY_MAX) {
+        return APR_EINVAL;
+    }
+    for (int i = 0; i < n; i++) {
+        out[i][0] = '\0';
+    }
+    if (!od_ulid_source_draw(src, rnd, (apr_size_t) (OD_ULID_RAND_BYTES * n))) {
+        return APR_EGENERAL;
+    }
+    for (int i = 0; i < n; i++) {
+        od_ulid_encode(out[i], od_ulid_clamp_ms(now), rnd + OD_ULID_RAND_BYTES * i);
+    }
+    return APR_SUCCESS;
 }
 
 apr_status_t od_ulid_parse(char out[OD_ULID_LEN + 1], const char *text)

@@ -27,6 +27,8 @@ struct od_api_s {
     od_log_t *log;
     apr_interval_time_t ttl;
     apr_interval_time_t event_retry_after;
+    od_canon_hasher_t *hasher;
+    od_ulid_source_t *ids; /* order and event ids */
 };
 
 apr_status_t od_api_create(od_api_t **out, const od_settings_t *settings,
@@ -47,6 +49,16 @@ apr_status_t od_api_create(od_api_t **out, const od_settings_t *settings,
     api->log = log;
     api->ttl = apr_time_from_sec(settings->idempotency_ttl_s);
     api->event_retry_after = apr_time_from_sec(settings->events_retry_after_s);
+    apr_status_t rv = od_canon_hasher_create(&api->hasher, p);
+    if (rv != APR_SUCCESS) {
+        od_log_error(log, "api: od_canon_hasher_create failed (OpenSSL has no SHA-256)");
+        return rv;
+    }
+    rv = od_ulid_source_create(&api->ids, p);
+    if (rv != APR_SUCCESS) {
+        od_log_error(log, "api: od_ulid_source_create failed: %d", rv);
+        return rv;
+    }
     *out = api;
     return APR_SUCCESS;
 }
@@ -151,8 +163,8 @@ static apr_status_t od_api_record(od_api_t *api, od_store_order_t *rec, const od
     char(*ids)[OD_ULID_LEN + 1] = apr_palloc(p, 2 * sizeof(*ids));
     const char *order_id = ids[0], *event_id = ids[1];
 
-    if (od_ulid_generate_many(ids, 2, now) != APR_SUCCESS) {
-        od_log_error(api->log, "api: od_ulid_generate_many failed (random generator)");
+    if (od_ulid_source_next(api->ids, ids, 2, now) != APR_SUCCESS) {
+        od_log_error(api->log, "api: od_ulid_source_next failed (random generator)");
         return APR_EGENERAL;
     }
     const char *body = od_order_render(order, order_id, now, p);
@@ -262,7 +274,8 @@ static od_http_run_e od_api_post_order(od_api_t *api, od_request_t *r)
         return OD_HTTP_ANSWERED;
     }
     const char *canonical = od_order_canonical(order, &clen);
-    const char *key = od_canon_idempotency_key(od_request_caller(r), canonical, clen, p);
+    const char *key =
+        od_canon_idempotency_key(api->hasher, od_request_caller(r), canonical, clen, p);
     apr_time_t now = apr_time_now();
     od_cache_entry_t hit;
     if (od_cache_get(api->cache, key, now, &hit, p) == APR_SUCCESS) {

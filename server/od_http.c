@@ -41,6 +41,7 @@ struct od_http_s {
     int default_rate;
     int default_burst;
     od_ratelimit_t *limits;
+    od_ulid_source_t *ids; /* request ids */
     od_http_handler_t handler;
     od_metrics_t *metrics;
     od_log_t *log;
@@ -419,7 +420,10 @@ static void od_http_request_id(od_request_t *r)
 
     if (n == 0 || n > 128 ||
         strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != n) {
-        id = od_ulid_generate(ulid, r->started) == APR_SUCCESS ? ulid : "-";
+        id = od_ulid_source_next(r->http->ids, (char(*)[OD_ULID_LEN + 1]) ulid, 1, r->started) ==
+                     APR_SUCCESS
+                 ? ulid
+                 : "-";
     }
     r->request_id = apr_pstrdup(r->pool, id);
     apr_table_setn(r->headers, "X-Request-Id", r->request_id);
@@ -703,8 +707,11 @@ apr_status_t od_http_create(od_http_t **out, const od_settings_t *settings, cons
     if (rv == APR_SUCCESS) {
         rv = od_ratelimit_create(&h->limits, p);
     }
+    if (rv == APR_SUCCESS) {
+        rv = od_ulid_source_create(&h->ids, p);
+    }
     if (rv != APR_SUCCESS) {
-        od_log_error(log, "http: creating the keys lock or rate limiter failed: %d", rv);
+        od_log_error(log, "http: creating the keys lock, rate limiter or id source failed: %d", rv);
         return rv;
     }
     rv = apr_thread_pool_create(&h->workers, (apr_size_t) settings->worker_threads,

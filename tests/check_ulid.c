@@ -66,27 +66,19 @@ START_TEST(test_ulid_generate_many_rejects_bad_count)
 }
 END_TEST
 
-START_TEST(test_ulid_generate_unique)
+/* Asserts that @p N ids made in the same millisecond (so only the random part can tell them
+ * apart) are distinct, and that each random character carries 5 full bits: over N ids every
+ * position takes all 32 values (missing one by chance has probability ~32 * (31/32)^N). */
+static void assert_unique_random(char (*ids)[OD_ULID_LEN + 1], int n)
 {
-    enum { N = 20000 };
-    char(*ids)[OD_ULID_LEN + 1] = malloc(sizeof(*ids) * N);
-    apr_time_t same = apr_time_from_msec(SPEC_MS);
-
-    ck_assert_ptr_nonnull(ids);
-    /* All in the same millisecond, so only the random part can tell them apart. */
-    for (int i = 0; i < N; i++) {
-        ck_assert_int_eq(od_ulid_generate(ids[i], same), APR_SUCCESS);
-    }
-    qsort(ids, N, sizeof(*ids), cmp_ulid);
-    for (int i = 1; i < N; i++) {
+    qsort(ids, (size_t) n, sizeof(*ids), cmp_ulid);
+    for (int i = 1; i < n; i++) {
         ck_assert_str_ne(ids[i - 1], ids[i]);
     }
-    /* Each random character carries 5 full bits: over N ids every position takes all 32 values
-     * (missing one by chance has probability ~32 * (31/32)^N, effectively zero). */
     for (int pos = 10; pos < OD_ULID_LEN; pos++) {
         char seen[32] = {0};
         int distinct = 0;
-        for (int i = 0; i < N; i++) {
+        for (int i = 0; i < n; i++) {
             const char *c = strchr(ALPHABET, ids[i][pos]);
             ck_assert_ptr_nonnull(c);
             distinct += !seen[c - ALPHABET];
@@ -94,7 +86,62 @@ START_TEST(test_ulid_generate_unique)
         }
         ck_assert_msg(distinct == 32, "position %d took only %d values", pos, distinct);
     }
+}
+
+START_TEST(test_ulid_generate_unique)
+{
+    enum { N = 20000 };
+    char(*ids)[OD_ULID_LEN + 1] = malloc(sizeof(*ids) * N);
+    apr_time_t same = apr_time_from_msec(SPEC_MS);
+
+    ck_assert_ptr_nonnull(ids);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(od_ulid_generate(ids[i], same), APR_SUCCESS);
+    }
+    assert_unique_random(ids, N);
     free(ids);
+}
+END_TEST
+
+/* Through many refills of the buffer, in draws of 1 and 3 ids: never an id twice. */
+START_TEST(test_ulid_source_unique_across_refills)
+{
+    enum { N = 20000 };
+    char(*ids)[OD_ULID_LEN + 1] = malloc(sizeof(*ids) * N);
+    apr_time_t same = apr_time_from_msec(SPEC_MS);
+    apr_pool_t *p = NULL;
+    od_ulid_source_t *src = NULL;
+    char parsed[OD_ULID_LEN + 1];
+
+    ck_assert_ptr_nonnull(ids);
+    ck_assert_int_eq(apr_pool_create(&p, NULL), APR_SUCCESS);
+    ck_assert_int_eq(od_ulid_source_create(&src, p), APR_SUCCESS);
+    for (int i = 0; i < N;) {
+        int n = i % 2 == 0 && i + 3 <= N ? 3 : 1;
+        ck_assert_int_eq(od_ulid_source_next(src, ids + i, n, same), APR_SUCCESS);
+        i += n;
+    }
+    ck_assert_int_eq(od_ulid_parse(parsed, ids[N - 1]), APR_SUCCESS);
+    ck_assert_msg(strncmp(ids[0], "01ARYZ6S41", 10) == 0, "time prefix of %s", ids[0]);
+    ck_assert_int_gt(N, 10 * OD_ULID_SOURCE_IDS);
+    assert_unique_random(ids, N);
+    apr_pool_destroy(p);
+    free(ids);
+}
+END_TEST
+
+START_TEST(test_ulid_source_rejects_bad_count)
+{
+    char ids[OD_ULID_MANY_MAX + 1][OD_ULID_LEN + 1];
+    apr_pool_t *p = NULL;
+    od_ulid_source_t *src = NULL;
+
+    ck_assert_int_eq(apr_pool_create(&p, NULL), APR_SUCCESS);
+    ck_assert_int_eq(od_ulid_source_create(&src, p), APR_SUCCESS);
+    ck_assert_int_eq(od_ulid_source_next(src, ids, 0, apr_time_now()), APR_EINVAL);
+    ck_assert_int_eq(od_ulid_source_next(src, ids, OD_ULID_MANY_MAX + 1, apr_time_now()),
+                     APR_EINVAL);
+    apr_pool_destroy(p);
 }
 END_TEST
 
@@ -212,6 +259,8 @@ Suite *od_ulid_suite(void)
     tcase_add_test(gen, test_ulid_generate_unique);
     tcase_add_test(gen, test_ulid_generate_many_distinct_valid_ids);
     tcase_add_test(gen, test_ulid_generate_many_rejects_bad_count);
+    tcase_add_test(gen, test_ulid_source_unique_across_refills);
+    tcase_add_test(gen, test_ulid_source_rejects_bad_count);
     tcase_add_test(gen, test_ulid_generate_sortable_by_time);
     tcase_add_test(gen, test_ulid_time_round_trip);
     tcase_add_test(gen, test_ulid_generate_clamps_out_of_range_time);
