@@ -863,7 +863,8 @@ START_TEST(test_e2e_overload_503_with_retry_after)
     od_test_response_t resp;
     int unavailable = 0;
 
-    /* Bounded retries: one burst nearly always overloads a single worker. */
+    /* Bounded retries: one burst nearly always finds more than one request waiting (for the
+     * single worker, or for the SQLite writer). */
     for (int round = 0; round < 5 && unavailable == 0; round++) {
         unavailable += e2e_burst(env, round, 48);
     }
