@@ -61,6 +61,11 @@ static void od_canon_string(od_canon_buf_t *b, const char *s, apr_size_t n)
 {
     size_t elen = 0;
 
+    /* json-c 0.16 leaks the buffer of a string object set to "" after a longer string. */
+    if (n == 0) {
+        od_canon_puts(b, "\"\"");
+        return;
+    }
     if (b->str == NULL) {
         b->str = json_object_new_string_len(s, (int) n);
     } else {

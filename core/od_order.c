@@ -5,6 +5,7 @@
  * about every problem from one response instead of fixing them one round trip at a time.
  */
 #include "od_order.h"
+#include "od_jsonw.h"
 #include "od_canon.h"
 #include "od_json.h"
 #include "od_problem.h"
@@ -15,7 +16,6 @@
 #include <regex.h>
 #include <string.h>
 
-#define OD_ORDER_RENDER_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define OD_ORDER_SKU_MIN 3
 #define OD_ORDER_SKU_MAX 32
 
@@ -361,41 +361,39 @@ char *od_order_format_time(char *buf, apr_time_t t)
     return buf;
 }
 
-static json_object *od_order_render_items(const od_order_t *order)
+static void od_order_render_items(od_jsonw_t *w, const od_order_t *order)
 {
-    json_object *items = json_object_new_array_ext(order->nitems);
-
+    od_jsonw_key(w, "items");
+    od_jsonw_open(w, '[');
     for (int i = 0; i < order->nitems; i++) {
         const od_order_item_t *it = &order->items[i];
-        json_object *item = json_object_new_object();
-        json_object_object_add(item, "sku", json_object_new_string(it->sku));
-        json_object_object_add(item, "quantity", json_object_new_int64(it->quantity));
-        json_object_object_add(item, "unit_price_cents",
-                               json_object_new_int64(it->unit_price_cents));
-        json_object_array_add(items, item);
+        od_jsonw_open(w, '{');
+        od_jsonw_member_string(w, "sku", it->sku);
+        od_jsonw_member_int(w, "quantity", it->quantity);
+        od_jsonw_member_int(w, "unit_price_cents", it->unit_price_cents);
+        od_jsonw_close(w, '}');
     }
-    return items;
+    od_jsonw_close(w, ']');
 }
 
 const char *od_order_render(const od_order_t *order, const char *order_id, apr_time_t created_at,
                             apr_pool_t *p)
 {
-    json_object *doc = json_object_new_object();
+    od_jsonw_t *w = od_jsonw_create(p);
     char when[32];
 
-    /* json-c keeps insertion order, and the documented member order is part of the API. */
-    json_object_object_add(doc, "order_id", json_object_new_string(order_id));
-    json_object_object_add(doc, "status", json_object_new_string("ACCEPTED"));
-    json_object_object_add(doc, "customer_id", json_object_new_string(order->customer_id));
-    json_object_object_add(doc, "currency", json_object_new_string(order->currency));
-    json_object_object_add(doc, "items", od_order_render_items(order));
+    /* The documented member order is part of the API. */
+    od_jsonw_open(w, '{');
+    od_jsonw_member_string(w, "order_id", order_id);
+    od_jsonw_member_string(w, "status", "ACCEPTED");
+    od_jsonw_member_string(w, "customer_id", order->customer_id);
+    od_jsonw_member_string(w, "currency", order->currency);
+    od_order_render_items(w, order);
     if (order->note != NULL) {
-        json_object_object_add(doc, "note", json_object_new_string(order->note));
+        od_jsonw_member_string(w, "note", order->note);
     }
-    json_object_object_add(doc, "total_cents", json_object_new_int64(order->total_cents));
-    json_object_object_add(doc, "created_at",
-                           json_object_new_string(od_order_format_time(when, created_at)));
-    const char *body = apr_pstrdup(p, json_object_to_json_string_ext(doc, OD_ORDER_RENDER_FLAGS));
-    json_object_put(doc);
-    return body;
+    od_jsonw_member_int(w, "total_cents", order->total_cents);
+    od_jsonw_member_string(w, "created_at", od_order_format_time(when, created_at));
+    od_jsonw_close(w, '}');
+    return od_jsonw_finish(w, NULL);
 }

@@ -7,6 +7,7 @@ const od_suite_entry_t od_suites[] = {
     {"status", od_status_suite},
     {"config", od_config_suite},
     {"json", od_json_suite},
+    {"jsonw", od_jsonw_suite},
     {"canon", od_canon_suite},
     {"problem", od_problem_suite},
     {"order", od_order_suite},

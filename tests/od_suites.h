@@ -12,6 +12,7 @@ typedef struct od_suite_entry_t {
 Suite *od_status_suite(void);
 Suite *od_config_suite(void);
 Suite *od_json_suite(void);
+Suite *od_jsonw_suite(void);
 Suite *od_canon_suite(void);
 Suite *od_problem_suite(void);
 Suite *od_order_suite(void);

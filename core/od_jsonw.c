@@ -1,0 +1,119 @@
+/* od_jsonw: a left-to-right JSON writer over json-c's print buffer and string escaping. */
+#include "od_jsonw.h"
+
+#include <apr_strings.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <json-c/printbuf.h>
+#include <stdio.h>
+#include <string.h>
+
+#define OD_JSONW_STRING_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+struct od_jsonw_s {
+    struct printbuf *pb;
+    json_object *str; /* ours, reset for each string to be escaped */
+    apr_pool_t *p;
+    int first; /* nothing written yet in the innermost object or array, or just after a key */
+};
+
+static apr_status_t od_jsonw_cleanup(void *data)
+{
+    od_jsonw_t *w = data;
+
+    printbuf_free(w->pb);
+    json_object_put(w->str);
+    return APR_SUCCESS;
+}
+
+od_jsonw_t *od_jsonw_create(apr_pool_t *p)
+{
+    od_jsonw_t *w = apr_palloc(p, sizeof(*w));
+
+    w->pb = printbuf_new();
+    w->str = json_object_new_string("");
+    w->p = p;
+    w->first = 1;
+    if (w->pb == NULL || w->str == NULL) {
+        abort(); /* json-c could not allocate: fatal, like APR's out-of-memory */
+    }
+    apr_pool_cleanup_register(p, w, od_jsonw_cleanup, apr_pool_cleanup_null);
+    return w;
+}
+
+/* A comma before anything that is not first in its container (or a key's value). */
+static void od_jsonw_sep(od_jsonw_t *w)
+{
+    if (!w->first) {
+        printbuf_strappend(w->pb, ",");
+    }
+    w->first = 0;
+}
+
+void od_jsonw_open(od_jsonw_t *w, char bracket)
+{
+    od_jsonw_sep(w);
+    printbuf_memappend(w->pb, &bracket, 1);
+    w->first = 1;
+}
+
+void od_jsonw_close(od_jsonw_t *w, char bracket)
+{
+    printbuf_memappend(w->pb, &bracket, 1);
+    w->first = 0;
+}
+
+void od_jsonw_key(od_jsonw_t *w, const char *name)
+{
+    od_jsonw_sep(w);
+    printbuf_strappend(w->pb, "\"");
+    printbuf_memappend(w->pb, name, (int) strlen(name));
+    printbuf_strappend(w->pb, "\":");
+    w->first = 1; /* the value follows without a comma */
+}
+
+void od_jsonw_string(od_jsonw_t *w, const char *s)
+{
+    size_t len = 0;
+
+    od_jsonw_sep(w);
+    /* json-c 0.16 leaks the buffer of a string object set to "" after a longer string. */
+    if (*s == '\0') {
+        printbuf_strappend(w->pb, "\"\"");
+        return;
+    }
+    json_object_set_string(w->str, s);
+    const char *esc = json_object_to_json_string_length(w->str, OD_JSONW_STRING_FLAGS, &len);
+    printbuf_memappend(w->pb, esc, (int) len);
+}
+
+void od_jsonw_int(od_jsonw_t *w, int64_t v)
+{
+    char num[24];
+
+    od_jsonw_sep(w);
+    printbuf_memappend(w->pb, num, snprintf(num, sizeof(num), "%" PRId64, v));
+}
+
+void od_jsonw_member_string(od_jsonw_t *w, const char *name, const char *s)
+{
+    od_jsonw_key(w, name);
+    od_jsonw_string(w, s);
+}
+
+void od_jsonw_member_int(od_jsonw_t *w, const char *name, int64_t v)
+{
+    od_jsonw_key(w, name);
+    od_jsonw_int(w, v);
+}
+
+const char *od_jsonw_finish(od_jsonw_t *w, apr_size_t *len)
+{
+    const char *doc = apr_pstrmemdup(w->p, w->pb->buf, (apr_size_t) w->pb->bpos);
+
+    if (len != NULL) {
+        *len = (apr_size_t) w->pb->bpos;
+    }
+    apr_pool_cleanup_run(w->p, w, od_jsonw_cleanup);
+    return doc;
+}
