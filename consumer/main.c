@@ -11,77 +11,19 @@
  */
 #include "od_config.h"
 #include "od_consumer.h"
+#include "od_daemon.h"
 #include "od_log.h"
 
-#include <apr_general.h>
-#include <apr_getopt.h>
 #include <apr_thread_proc.h>
-#include <curl/curl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 
-typedef struct od_args_t {
-    const char *config;
-    int test_only;
-} od_args_t;
-
-static void od_usage(FILE *to)
-{
-    fprintf(to, "usage: order-consumer -c FILE      consume with configuration FILE\n"
-                "       order-consumer -t -c FILE   check configuration FILE and exit\n"
-                "       order-consumer --version    print the version\n");
-}
-
-/* The pool abort function: out of memory mid-event could half-apply it, so stop; an event not
- * yet completed is redelivered, one completed is never run again. */
-static int od_abort_oom(int status)
-{
-    static const char msg[] = "order-consumer: out of memory, aborting\n";
-    fwrite(msg, 1, sizeof(msg) - 1, stderr);
-    abort();
-}
-
-/* Returns 0 to go on, or an exit code (-1: exit 0 now). */
-static int od_parse_args(od_args_t *args, int argc, const char *const *argv, apr_pool_t *p)
-{
-    static const apr_getopt_option_t opts[] = {
-        {"config", 'c', 1, "configuration file"},
-        {"test", 't', 0, "check configuration"},
-        {"version", 'V', 0, "print version"},
-        {"help", 'h', 0, "usage"},
-        {NULL, 0, 0, NULL},
-    };
-    apr_getopt_t *g = NULL;
-    const char *arg = NULL;
-    int ch = 0;
-    apr_status_t rv;
-
-    apr_getopt_init(&g, p, argc, argv);
-    g->errfn = NULL;
-    while ((rv = apr_getopt_long(g, opts, &ch, &arg)) == APR_SUCCESS) {
-        switch (ch) {
-        case 'c':
-            args->config = arg;
-            break;
-        case 't':
-            args->test_only = 1;
-            break;
-        case 'V':
-            printf("order-consumer %s\n", ORDERD_VERSION);
-            return -1;
-        default:
-            od_usage(stdout);
-            return -1;
-        }
-    }
-    if (rv != APR_EOF || args->config == NULL || g->ind != argc) {
-        od_usage(stderr);
-        return 2;
-    }
-    return 0;
-}
+static const od_daemon_cli_t od_cli = {
+    .name = "order-consumer",
+    .usage = "usage: order-consumer -c FILE      consume with configuration FILE\n"
+             "       order-consumer -t -c FILE   check configuration FILE and exit\n"
+             "       order-consumer --version    print the version\n",
+};
 
 static int od_wait_for_stop(void)
 {
@@ -133,32 +75,16 @@ static int od_run(const od_settings_t *settings, apr_pool_t *p)
 int main(int argc, const char *const *argv)
 {
     apr_pool_t *pool = NULL;
-    od_args_t args = {NULL, 0};
+    od_daemon_args_t args;
     od_settings_t settings;
     const char *errmsg = NULL;
-    sigset_t set;
 
-    /* Blocked before any thread exists, so every thread inherits the mask; handlers get an
-     * empty mask back (od_consumer_exec). SIGPIPE: a handler that does not read its stdin. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    if (apr_app_initialize(&argc, &argv, NULL) != APR_SUCCESS) {
-        fprintf(stderr, "order-consumer: apr_app_initialize failed\n");
+    /* The mask od_daemon_init sets is inherited by every thread; handlers get an empty one back
+     * (od_consumer_exec). SIGPIPE: a handler that does not read its stdin. */
+    if (od_daemon_init(od_cli.name, &argc, &argv, &pool) != 0) {
         return 1;
     }
-    atexit(apr_terminate);
-    /* Before any thread exists, as libcurl requires. */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "order-consumer: curl_global_init failed\n");
-        return 1;
-    }
-    atexit(curl_global_cleanup);
-    apr_pool_create_ex(&pool, NULL, od_abort_oom, NULL);
-    int rc = od_parse_args(&args, argc, argv, pool);
+    int rc = od_daemon_parse_args(&od_cli, &args, argc, argv, pool);
     if (rc != 0) {
         return rc < 0 ? 0 : rc;
     }

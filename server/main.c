@@ -11,89 +11,30 @@
  * runs inside library code: SIGTERM/SIGINT stop gracefully.
  */
 #include "od_config.h"
+#include "od_daemon.h"
 #include "od_keys.h"
 #include "od_status.h"
 #include "od_log.h"
 #include "od_server.h"
 
-#include <apr_general.h>
-#include <apr_getopt.h>
 #include <apr_strings.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-typedef struct od_args_t {
-    const char *config;
-    int test_only;
-    int init_store;
-} od_args_t;
-
-static void od_usage(FILE *to)
-{
-    fprintf(to, "usage: orderd -c FILE       run with configuration FILE\n"
-                "       orderd -t -c FILE    check configuration FILE and exit\n"
-                "       orderd --init-store -c FILE   create the store (table, schema) if missing\n"
-                "       orderd keygen NAME   print a new API key and its api_keys_file line\n"
-                "       orderd --version     print the version\n");
-}
-
-/* The pool abort function: orderd's one out-of-memory policy. Continuing without the memory
- * could half-apply a request, so the process stops and systemd restarts it; every order that
- * got a 201 is already durable. */
-static int od_abort_oom(int status)
-{
-    static const char msg[] = "orderd: out of memory, aborting\n";
-    fwrite(msg, 1, sizeof(msg) - 1, stderr);
-    abort();
-}
-
-/* Returns 0 to go on, or an exit code. */
-static int od_parse_args(od_args_t *args, int argc, const char *const *argv, apr_pool_t *p)
-{
-    static const apr_getopt_option_t opts[] = {
-        {"config", 'c', 1, "configuration file"},   {"test", 't', 0, "check configuration"},
-        {"version", 'V', 0, "print version"},       {"help", 'h', 0, "usage"},
-        {"init-store", 'I', 0, "create the store"}, {NULL, 0, 0, NULL},
-    };
-    apr_getopt_t *g = NULL;
-    const char *arg = NULL;
-    int ch = 0;
-    apr_status_t rv;
-
-    apr_getopt_init(&g, p, argc, argv);
-    g->errfn = NULL;
-    while ((rv = apr_getopt_long(g, opts, &ch, &arg)) == APR_SUCCESS) {
-        switch (ch) {
-        case 'c':
-            args->config = arg;
-            break;
-        case 't':
-            args->test_only = 1;
-            break;
-        case 'I':
-            args->init_store = 1;
-            break;
-        case 'V':
-            printf("orderd %s\n", ORDERD_VERSION);
-            return -1;
-        default:
-            od_usage(stdout);
-            return -1;
-        }
-    }
-    if (rv != APR_EOF || args->config == NULL || g->ind != argc) {
-        od_usage(stderr);
-        return 2;
-    }
-    return 0;
-}
+static const od_daemon_cli_t od_cli = {
+    .name = "orderd",
+    .usage = "usage: orderd -c FILE       run with configuration FILE\n"
+             "       orderd -t -c FILE    check configuration FILE and exit\n"
+             "       orderd --init-store -c FILE   create the store (table, schema) if missing\n"
+             "       orderd keygen NAME   print a new API key and its api_keys_file line\n"
+             "       orderd --version     print the version\n",
+    .flag_long = "init-store",
+    .flag_help = "create the store",
+};
 
 /* `orderd keygen NAME`: the key is printed once, only its hash goes to the keys file. */
 static int od_keygen(const char *name, apr_pool_t *p)
@@ -187,34 +128,17 @@ static int od_run(const od_settings_t *settings, const char *config_path, apr_po
 int main(int argc, const char *const *argv)
 {
     apr_pool_t *pool = NULL;
-    od_args_t args = {NULL, 0, 0};
+    od_daemon_args_t args;
     od_settings_t settings;
     const char *errmsg = NULL;
-    sigset_t set;
 
-    /* Blocked before any thread exists, so every thread inherits the mask. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    if (apr_app_initialize(&argc, &argv, NULL) != APR_SUCCESS) {
-        fprintf(stderr, "orderd: apr_app_initialize failed\n");
+    if (od_daemon_init(od_cli.name, &argc, &argv, &pool) != 0) {
         return 1;
     }
-    atexit(apr_terminate);
-    /* Before any thread exists, as libcurl requires. */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "orderd: curl_global_init failed\n");
-        return 1;
-    }
-    atexit(curl_global_cleanup);
-    apr_pool_create_ex(&pool, NULL, od_abort_oom, NULL);
     if (argc == 3 && strcmp(argv[1], "keygen") == 0) {
         return od_keygen(argv[2], pool);
     }
-    int rc = od_parse_args(&args, argc, argv, pool);
+    int rc = od_daemon_parse_args(&od_cli, &args, argc, argv, pool);
     if (rc != 0) {
         return rc < 0 ? 0 : rc;
     }
@@ -226,7 +150,7 @@ int main(int argc, const char *const *argv)
         printf("orderd: configuration %s is valid\n", args.config);
         return 0;
     }
-    rc = args.init_store ? od_init_store(&settings, pool) : od_run(&settings, args.config, pool);
+    rc = args.flag ? od_init_store(&settings, pool) : od_run(&settings, args.config, pool);
     apr_pool_destroy(pool);
     return rc;
 }

@@ -25,6 +25,7 @@ const od_suite_entry_t od_suites[] = {
     {"consumer", od_consumer_suite},
     {"ratelimit", od_ratelimit_suite},
     {"edge", od_edge_suite},
+    {"daemon", od_daemon_suite},
     {"e2e", od_e2e_suite},
     {NULL, NULL},
 };

@@ -30,6 +30,7 @@ Suite *od_ops_suite(void);
 Suite *od_consumer_suite(void);
 Suite *od_ratelimit_suite(void);
 Suite *od_edge_suite(void);
+Suite *od_daemon_suite(void);
 Suite *od_e2e_suite(void);
 
 /** The registry, terminated by an entry whose name is NULL. */
