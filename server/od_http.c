@@ -163,14 +163,28 @@ static int od_http_make_room(od_request_t *r, volatile apr_uint32_t *mine,
     return 1;
 }
 
-/* Takes @p r off its HTTP thread until od_request_finish. */
-static void od_http_suspend(od_request_t *r)
+/* Takes @p r off its HTTP thread until od_request_finish; or, if the server has begun to stop,
+ * answers 503 and returns 0. The request is counted in suspended before stopping is read, and
+ * od_http_stop sets stopping before it reads suspended (atomic read-modify-writes, full
+ * barriers both): either the drain waits for this request, or this request sees the stop. A
+ * connection left suspended at MHD_stop_daemon would make libmicrohttpd abort the process. */
+static int od_http_suspend(od_request_t *r)
 {
+    od_http_t *h = r->http;
+
+    apr_atomic_inc32(&h->suspended);
+    if (apr_atomic_read32(&h->stopping)) {
+        apr_atomic_dec32(&h->suspended);
+        od_request_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+        od_request_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable",
+                           "the server is shutting down", NULL);
+        return 0;
+    }
     r->state = OD_REQ_QUEUED;
     r->dispatched = 1;
-    apr_atomic_inc32(&r->http->inflight);
-    apr_atomic_inc32(&r->http->suspended);
+    apr_atomic_inc32(&h->inflight);
     MHD_suspend_connection(r->conn);
+    return 1;
 }
 
 int od_request_defer(od_request_t *r)
@@ -178,8 +192,11 @@ int od_request_defer(od_request_t *r)
     if (!od_http_make_room(r, &r->http->deferred, &r->http->queued)) {
         return 0;
     }
+    if (!od_http_suspend(r)) {
+        apr_atomic_dec32(&r->http->deferred);
+        return 0;
+    }
     r->deferred = 1;
-    od_http_suspend(r);
     return 1;
 }
 
@@ -547,7 +564,10 @@ static enum MHD_Result od_http_to_worker(od_request_t *r)
     if (!od_http_make_room(r, &h->queued, &h->deferred)) {
         return od_http_send(r);
     }
-    od_http_suspend(r);
+    if (!od_http_suspend(r)) {
+        apr_atomic_dec32(&h->queued);
+        return od_http_send(r);
+    }
     apr_status_t rv = apr_thread_pool_push(h->workers, od_http_task, r, 0, NULL);
     if (rv != APR_SUCCESS) {
         od_log_error(h->log, "http: apr_thread_pool_push failed: %d", rv);

@@ -147,8 +147,9 @@ void *od_request_data(const od_request_t *r);
  * Lets a front step hand @p r on (then returning OD_HTTP_DEFERRED): suspends its connection so
  * that od_request_finish may be called from then on, from any thread, even before front returns.
  * Returns 1; or 0 when queue_limit requests already wait (for a worker or, handed on, for the
- * store): then @p r is answered 503 with Retry-After, and front returns OD_HTTP_ANSWERED. Call at
- * most once, on the HTTP thread, from front only (a worker's request is already suspended).
+ * store), or the server has begun to stop: then @p r is answered 503 with Retry-After, and front
+ * returns OD_HTTP_ANSWERED. Call at most once, on the HTTP thread, from front only (a worker's
+ * request is already suspended).
  */
 int od_request_defer(od_request_t *r);
 

@@ -153,7 +153,8 @@ static void e2e_get(const od_test_env_t *env, const char *key, const char *path,
 
 /* Stops orderd and requires exit 0: under the sanitizer builds a report (or a leak found at
  * exit) makes the exit status non-zero, and the log's tail then shows it. */
-static void e2e_finish(od_test_env_t *env)
+/* Stops orderd with SIGTERM; anything but exit status 0 fails the test with the log's tail. */
+static void e2e_stop(od_test_env_t *env)
 {
     int rc = od_test_server_stop(env, E2E_STOP_MS);
     if (rc != 0) {
@@ -162,6 +163,11 @@ static void e2e_finish(od_test_env_t *env)
         ck_abort_msg("orderd exit status %d on SIGTERM; log tail:\n%s", rc,
                      n > 3000 ? log + n - 3000 : (log != NULL ? log : ""));
     }
+}
+
+static void e2e_finish(od_test_env_t *env)
+{
+    e2e_stop(env);
     od_test_env_destroy(env);
 }
 
@@ -929,7 +935,7 @@ START_TEST(test_e2e_get_returns_created_bytes)
     ck_assert_ptr_null(od_test_response_header(&got, "Idempotent-Replayed"));
     e2e_assert_same_body(&got, &created);
     /* And the same bytes again from a restarted server, i.e. from the database. */
-    ck_assert_int_eq(od_test_server_stop(env, E2E_STOP_MS), 0);
+    e2e_stop(env);
     e2e_start(env);
     e2e_get(env, NULL, location, &after);
     ck_assert_int_eq(after.status, 200);
@@ -949,7 +955,7 @@ START_TEST(test_e2e_sigterm_exits_gracefully)
     e2e_post(env, NULL, E2E_ORDER, &resp);
     free(e2e_created(&resp));
     od_test_response_free(&resp);
-    ck_assert_int_eq(od_test_server_stop(env, E2E_STOP_MS), 0);
+    e2e_stop(env);
     char *log = od_test_server_log(env);
     ck_assert_msg(log != NULL && strstr(log, "server: stopped") != NULL, "log: %s", log);
     free(log);
