@@ -119,7 +119,7 @@ static struct MHD_Daemon *floor_start(const floor_opts_t *o, struct MHD_Response
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     /* The same flags and options as orderd's od_http_start. */
     unsigned int flags =
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+        MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     return MHD_start_daemon(
         flags, (uint16_t) o->port, NULL, NULL, floor_access, resp, MHD_OPTION_SOCK_ADDR, &sa,
         MHD_OPTION_THREAD_POOL_SIZE, o->threads, MHD_OPTION_CONNECTION_LIMIT, o->max_connections,

@@ -777,7 +777,12 @@ apr_status_t od_http_start(od_http_t *h)
                      s->listen_address);
         return OD_EUNAVAIL;
     }
-    unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+    /* poll(), not epoll: quiescing an epoll daemon that runs its own threads races inside
+     * libmicrohttpd (0.9.75: MHD_quiesce_daemon and the worker's MHD_epoll both remove the
+     * listen FD, and the loser's epoll_ctl ENOENT is an MHD_PANIC, i.e. abort). It aborted
+     * orderd twice on SIGTERM in the end-to-end suites once the HTTP threads did the front
+     * step. With poll() the quiesce is signalled over the ITC instead. */
+    unsigned int flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
                          MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0) |
                          (h->tls_cert != NULL ? MHD_USE_TLS : 0);
     struct MHD_OptionItem opts[] = {
