@@ -5,6 +5,7 @@
  * the stored keys' meaning: changing one (an escape, a number format) changes every key.
  */
 #include "od_canon.h"
+#include "od_jsonw.h"
 
 #include <apr_strings.h>
 #include <math.h>
@@ -13,17 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define OD_CANON_STRING_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
-
-/* An append-only byte buffer in a pool; growth doubles so appends stay amortised O(1). */
-typedef struct od_canon_buf_s {
-    char *data;
-    apr_size_t len;
-    apr_size_t cap;
-    apr_pool_t *p;
-    json_object *str; /* one string object of ours, reused to escape every string */
-} od_canon_buf_t;
 
 struct od_canon_hasher_s {
     EVP_MD *sha256;
@@ -34,48 +24,7 @@ typedef struct od_canon_member_s {
     json_object *value;
 } od_canon_member_t;
 
-static void od_canon_put(od_canon_buf_t *b, const char *s, apr_size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        apr_size_t cap = b->cap * 2 > b->len + n + 1 ? b->cap * 2 : b->len + n + 1;
-        char *data = apr_palloc(b->p, cap);
-        memcpy(data, b->data, b->len);
-        b->data = data;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void od_canon_puts(od_canon_buf_t *b, const char *s)
-{
-    od_canon_put(b, s, strlen(s));
-}
-
-/* json-c escapes through a string object of our own: serialising the caller's object would
- * write into its print buffer, which is neither "does not modify" nor safe if two threads share
- * the document. One object per serialisation, reset for each string, keeps that to one
- * allocation of the object and its print buffer. */
-static void od_canon_string(od_canon_buf_t *b, const char *s, apr_size_t n)
-{
-    size_t elen = 0;
-
-    /* json-c 0.16 leaks the buffer of a string object set to "" after a longer string. */
-    if (n == 0) {
-        od_canon_puts(b, "\"\"");
-        return;
-    }
-    if (b->str == NULL) {
-        b->str = json_object_new_string_len(s, (int) n);
-    } else {
-        json_object_set_string_len(b->str, s, (int) n);
-    }
-    const char *esc = json_object_to_json_string_length(b->str, OD_CANON_STRING_FLAGS, &elen);
-    od_canon_put(b, esc, elen);
-}
-
-static void od_canon_int(od_canon_buf_t *b, json_object *v)
+static void od_canon_int(od_jsonw_t *w, json_object *v)
 {
     char tmp[32];
     int64_t i = json_object_get_int64(v);
@@ -86,24 +35,24 @@ static void od_canon_int(od_canon_buf_t *b, json_object *v)
     } else {
         snprintf(tmp, sizeof(tmp), "%lld", (long long) i);
     }
-    od_canon_puts(b, tmp);
+    od_jsonw_raw(w, tmp);
 }
 
 /* Fewest significant digits that read back to the same double (0.1 stays "0.1", not
  * "0.10000000000000001"), written plainly for exponents -5..16 as %g would, else as "1.5e+20".
  * Assumes the "C" numeric locale, as JSON does. */
-static void od_canon_double(od_canon_buf_t *b, double d)
+static void od_canon_double(od_jsonw_t *w, double d)
 {
     char tmp[48];
     int prec = 1;
 
     /* JSON has no spelling for these; od_json never produces them. */
     if (!isfinite(d)) {
-        od_canon_puts(b, "null");
+        od_jsonw_raw(w, "null");
         return;
     }
     if (d == 0.0) {
-        od_canon_puts(b, "0");
+        od_jsonw_raw(w, "0");
         return;
     }
     for (; prec <= 17; prec++) {
@@ -116,7 +65,7 @@ static void od_canon_double(od_canon_buf_t *b, double d)
     if (exp10 >= -5 && exp10 < 17) {
         snprintf(tmp, sizeof(tmp), "%.*f", prec - 1 - exp10 > 0 ? prec - 1 - exp10 : 0, d);
     }
-    od_canon_puts(b, tmp);
+    od_jsonw_raw(w, tmp);
 }
 
 static int od_canon_member_cmp(const void *a, const void *b)
@@ -125,12 +74,12 @@ static int od_canon_member_cmp(const void *a, const void *b)
     return strcmp(((const od_canon_member_t *) a)->key, ((const od_canon_member_t *) b)->key);
 }
 
-static void od_canon_value(od_canon_buf_t *b, json_object *v);
+static void od_canon_value(od_jsonw_t *w, json_object *v, apr_pool_t *p);
 
-static void od_canon_object(od_canon_buf_t *b, json_object *obj)
+static void od_canon_object(od_jsonw_t *w, json_object *obj, apr_pool_t *p)
 {
     int n = json_object_object_length(obj);
-    od_canon_member_t *members = apr_palloc(b->p, sizeof(*members) * (apr_size_t) (n + 1));
+    od_canon_member_t *members = apr_palloc(p, sizeof(*members) * (apr_size_t) (n + 1));
     struct json_object_iter it;
     int i = 0;
 
@@ -141,70 +90,62 @@ static void od_canon_object(od_canon_buf_t *b, json_object *obj)
         i++;
     }
     qsort(members, (size_t) n, sizeof(*members), od_canon_member_cmp);
-    od_canon_puts(b, "{");
+    od_jsonw_open(w, '{');
     for (i = 0; i < n; i++) {
-        if (i > 0) {
-            od_canon_puts(b, ",");
-        }
-        od_canon_string(b, members[i].key, strlen(members[i].key));
-        od_canon_puts(b, ":");
-        od_canon_value(b, members[i].value);
+        od_jsonw_key_escaped(w, members[i].key, strlen(members[i].key));
+        od_canon_value(w, members[i].value, p);
     }
-    od_canon_puts(b, "}");
+    od_jsonw_close(w, '}');
 }
 
-static void od_canon_array(od_canon_buf_t *b, json_object *arr)
+static void od_canon_array(od_jsonw_t *w, json_object *arr, apr_pool_t *p)
 {
     size_t n = json_object_array_length(arr);
 
-    od_canon_puts(b, "[");
+    od_jsonw_open(w, '[');
     for (size_t i = 0; i < n; i++) {
-        if (i > 0) {
-            od_canon_puts(b, ",");
-        }
-        od_canon_value(b, json_object_array_get_idx(arr, i));
+        od_canon_value(w, json_object_array_get_idx(arr, i), p);
     }
-    od_canon_puts(b, "]");
+    od_jsonw_close(w, ']');
 }
 
-static void od_canon_value(od_canon_buf_t *b, json_object *v)
+static void od_canon_value(od_jsonw_t *w, json_object *v, apr_pool_t *p)
 {
     switch (json_object_get_type(v)) {
     case json_type_null:
-        od_canon_puts(b, "null");
+        od_jsonw_raw(w, "null");
         break;
     case json_type_boolean:
-        od_canon_puts(b, json_object_get_boolean(v) ? "true" : "false");
+        od_jsonw_raw(w, json_object_get_boolean(v) ? "true" : "false");
         break;
     case json_type_int:
-        od_canon_int(b, v);
+        od_canon_int(w, v);
         break;
     case json_type_double:
-        od_canon_double(b, json_object_get_double(v));
+        od_canon_double(w, json_object_get_double(v));
         break;
     case json_type_string:
-        od_canon_string(b, json_object_get_string(v), (apr_size_t) json_object_get_string_len(v));
+        od_jsonw_string_len(w, json_object_get_string(v),
+                            (apr_size_t) json_object_get_string_len(v));
         break;
     case json_type_object:
-        od_canon_object(b, v);
+        od_canon_object(w, v, p);
         break;
     case json_type_array:
-        od_canon_array(b, v);
+        od_canon_array(w, v, p);
         break;
     }
 }
 
+/* Strings are escaped by od_jsonw through a string object of its own: serialising the caller's
+ * objects would write into their print buffers, which is neither "does not modify" nor safe if
+ * two threads share the document. */
 const char *od_canon_serialize(json_object *value, apr_size_t *len, apr_pool_t *p)
 {
-    od_canon_buf_t b = {.data = apr_palloc(p, 256), .len = 0, .cap = 256, .p = p};
+    od_jsonw_t *w = od_jsonw_create(p);
 
-    b.data[0] = '\0';
-    od_canon_value(&b, value);
-    json_object_put(b.str);
-    if (len != NULL) {
-        *len = b.len;
-    }
-    return b.data;
+    od_canon_value(w, value, p);
+    return od_jsonw_finish(w, len);
 }
 
 static apr_status_t od_canon_hasher_cleanup(void *data)

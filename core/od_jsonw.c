@@ -63,6 +63,21 @@ void od_jsonw_close(od_jsonw_t *w, char bracket)
     w->first = 0;
 }
 
+/* Appends @p s (@p n bytes) as a quoted JSON string, escaped by json-c. */
+static void od_jsonw_escape(od_jsonw_t *w, const char *s, apr_size_t n)
+{
+    size_t len = 0;
+
+    /* json-c 0.16 leaks the buffer of a string object set to "" after a longer string. */
+    if (n == 0) {
+        printbuf_strappend(w->pb, "\"\"");
+        return;
+    }
+    json_object_set_string_len(w->str, s, (int) n);
+    const char *esc = json_object_to_json_string_length(w->str, OD_JSONW_STRING_FLAGS, &len);
+    printbuf_memappend(w->pb, esc, (int) len);
+}
+
 void od_jsonw_key(od_jsonw_t *w, const char *name)
 {
     od_jsonw_sep(w);
@@ -72,27 +87,37 @@ void od_jsonw_key(od_jsonw_t *w, const char *name)
     w->first = 1; /* the value follows without a comma */
 }
 
+void od_jsonw_key_escaped(od_jsonw_t *w, const char *name, apr_size_t n)
+{
+    od_jsonw_sep(w);
+    od_jsonw_escape(w, name, n);
+    printbuf_strappend(w->pb, ":");
+    w->first = 1; /* the value follows without a comma */
+}
+
+void od_jsonw_string_len(od_jsonw_t *w, const char *s, apr_size_t n)
+{
+    od_jsonw_sep(w);
+    od_jsonw_escape(w, s, n);
+}
+
 void od_jsonw_string(od_jsonw_t *w, const char *s)
 {
-    size_t len = 0;
+    od_jsonw_string_len(w, s, strlen(s));
+}
 
+void od_jsonw_raw(od_jsonw_t *w, const char *token)
+{
     od_jsonw_sep(w);
-    /* json-c 0.16 leaks the buffer of a string object set to "" after a longer string. */
-    if (*s == '\0') {
-        printbuf_strappend(w->pb, "\"\"");
-        return;
-    }
-    json_object_set_string(w->str, s);
-    const char *esc = json_object_to_json_string_length(w->str, OD_JSONW_STRING_FLAGS, &len);
-    printbuf_memappend(w->pb, esc, (int) len);
+    printbuf_memappend(w->pb, token, (int) strlen(token));
 }
 
 void od_jsonw_int(od_jsonw_t *w, int64_t v)
 {
     char num[24];
 
-    od_jsonw_sep(w);
-    printbuf_memappend(w->pb, num, snprintf(num, sizeof(num), "%" PRId64, v));
+    snprintf(num, sizeof(num), "%" PRId64, v);
+    od_jsonw_raw(w, num);
 }
 
 void od_jsonw_member_string(od_jsonw_t *w, const char *name, const char *s)

@@ -33,11 +33,20 @@ void od_jsonw_close(od_jsonw_t *w, char bracket);
 /** Writes "name": for the value that follows; @p name is written as given (plain ASCII). */
 void od_jsonw_key(od_jsonw_t *w, const char *name);
 
+/** Writes "name": with @p name (@p n bytes) escaped by json-c, for names that come from input. */
+void od_jsonw_key_escaped(od_jsonw_t *w, const char *name, apr_size_t n);
+
 /** Writes a string value, escaped by json-c. */
 void od_jsonw_string(od_jsonw_t *w, const char *s);
 
+/** Writes a string value of @p n bytes, escaped by json-c. */
+void od_jsonw_string_len(od_jsonw_t *w, const char *s, apr_size_t n);
+
 /** Writes an integer value. */
 void od_jsonw_int(od_jsonw_t *w, int64_t v);
+
+/** Writes a value the caller has already spelled (a number, true, false, null) as given. */
+void od_jsonw_raw(od_jsonw_t *w, const char *token);
 
 /** Shorthands: od_jsonw_key then the value. */
 void od_jsonw_member_string(od_jsonw_t *w, const char *name, const char *s);

@@ -82,7 +82,11 @@ static void od_ulid_encode(char out[OD_ULID_LEN + 1], apr_uint64_t ms, const uns
     out[OD_ULID_LEN] = '\0';
 }
 
-apr_status_t od_ulid_generate_many(char (*out)[OD_ULID_LEN + 1], int n, apr_time_t now)
+/* Writes @p n (1..OD_ULID_MANY_MAX) ids for @p now, their randomness drawn by @p draw into one
+ * buffer; every out[i] is "" on failure. */
+static apr_status_t od_ulid_make(char (*out)[OD_ULID_LEN + 1], int n, apr_time_t now,
+                                 int (*draw)(void *from, unsigned char *to, apr_size_t len),
+                                 void *from)
 {
     unsigned char rnd[OD_ULID_RAND_BYTES * OD_ULID_MANY_MAX];
 
@@ -92,13 +96,23 @@ apr_status_t od_ulid_generate_many(char (*out)[OD_ULID_LEN + 1], int n, apr_time
     for (int i = 0; i < n; i++) {
         out[i][0] = '\0';
     }
-    if (RAND_bytes(rnd, OD_ULID_RAND_BYTES * n) != 1) {
+    if (!draw(from, rnd, (apr_size_t) (OD_ULID_RAND_BYTES * n))) {
         return APR_EGENERAL;
     }
     for (int i = 0; i < n; i++) {
         od_ulid_encode(out[i], od_ulid_clamp_ms(now), rnd + OD_ULID_RAND_BYTES * i);
     }
     return APR_SUCCESS;
+}
+
+static int od_ulid_rand_bytes(void *unused, unsigned char *to, apr_size_t len)
+{
+    return RAND_bytes(to, (int) len) == 1;
+}
+
+apr_status_t od_ulid_generate_many(char (*out)[OD_ULID_LEN + 1], int n, apr_time_t now)
+{
+    return od_ulid_make(out, n, now, od_ulid_rand_bytes, NULL);
 }
 
 apr_status_t od_ulid_generate(char out[OD_ULID_LEN + 1], apr_time_t now)
@@ -122,8 +136,9 @@ apr_status_t od_ulid_source_create(od_ulid_source_t **out, apr_pool_t *p)
 
 /* Copies @p len bytes of randomness out of @p src, refilling it when it runs short. Returns 0
  * if the generator fails (nothing is drawn then, and the next call tries again). */
-static int od_ulid_source_draw(od_ulid_source_t *src, unsigned char *to, apr_size_t len)
+static int od_ulid_source_draw(void *from, unsigned char *to, apr_size_t len)
 {
+    od_ulid_source_t *src = from;
     int ok = 1;
 
     apr_thread_mutex_lock(src->lock);
@@ -142,21 +157,7 @@ static int od_ulid_source_draw(od_ulid_source_t *src, unsigned char *to, apr_siz
 apr_status_t od_ulid_source_next(od_ulid_source_t *src, char (*out)[OD_ULID_LEN + 1], int n,
                                  apr_time_t now)
 {
-    unsigned char rnd[OD_ULID_RAND_BYTES * OD_ULID_MANY_MAX];
-
-    if (n < 1 || n > OD_ULID_MANY_MAX) {
-        return APR_EINVAL;
-    }
-    for (int i = 0; i < n; i++) {
-        out[i][0] = '\0';
-    }
-    if (!od_ulid_source_draw(src, rnd, (apr_size_t) (OD_ULID_RAND_BYTES * n))) {
-        return APR_EGENERAL;
-    }
-    for (int i = 0; i < n; i++) {
-        od_ulid_encode(out[i], od_ulid_clamp_ms(now), rnd + OD_ULID_RAND_BYTES * i);
-    }
-    return APR_SUCCESS;
+    return od_ulid_make(out, n, now, od_ulid_source_draw, src);
 }
 
 apr_status_t od_ulid_parse(char out[OD_ULID_LEN + 1], const char *text)
