@@ -160,7 +160,7 @@ static apr_status_t od_server_open_store(od_server_t *srv, apr_pool_t *p)
         return od_dynamodb_create(&srv->store, srv->aws, endpoint, s->dynamodb_table, srv->log, p);
     }
     return od_sqlite_create(&srv->store, s->sqlite_path, s->worker_threads, s->sqlite_batch_max,
-                            srv->log, p);
+                            apr_time_from_sec(s->idempotency_ttl_s), srv->log, p);
 }
 
 apr_status_t od_server_init_store(const od_settings_t *s, od_log_t *log, apr_pool_t *p)
@@ -171,7 +171,8 @@ apr_status_t od_server_init_store(const od_settings_t *s, od_log_t *log, apr_poo
 
     if (s->store == OD_STORE_KIND_SQLITE) {
         /* Opening creates the schema; the pool's cleanup closes it again. */
-        apr_status_t rv = od_sqlite_create(&store, s->sqlite_path, 1, 1, log, p);
+        apr_status_t rv = od_sqlite_create(&store, s->sqlite_path, 1, 1,
+                                           apr_time_from_sec(s->idempotency_ttl_s), log, p);
         if (rv == APR_SUCCESS) {
             od_log_info(log, "server: SQLite store %s is ready", s->sqlite_path);
         }

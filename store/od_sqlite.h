@@ -13,13 +13,19 @@
  * COMMIT; when the WAL grows long the writer copies the small remainder itself between two
  * batches, so that the WAL can start over.
  *
- * Schema (PRAGMA user_version 2), times in microseconds since the Unix epoch:
+ * Schema (PRAGMA user_version 3), times in microseconds since the Unix epoch:
  *   orders(order_id PK, caller, idem_key, body, created_at)
- *   idem(caller, idem_key, order_id, expires_at, PK(caller, idem_key)), index on expires_at
  *   outbox(event_id PK, order_id, body, created_at, due_at, attempts), index on due_at
- * A version 1 file gains the outbox; a file of a newer version is refused, left untouched.
- * The idempotency window is enforced when checking (expires_at > the new order's created_at);
- * the writer also deletes expired idem rows in small batches about once a second.
+ * Older files are brought up to version 3 (version 1 gains the outbox; the idem table of
+ * versions 1 and 2 is dropped); a file of a newer version is refused, left untouched.
+ *
+ * Idempotency records live in memory (od_idemidx), not in a table: the writer alone decides
+ * whether an order is new, so its index is the authority for as long as the file is open, and it
+ * is rebuilt from the orders of the last window (created_at + ttl still ahead) when the store
+ * opens. An on-disk table keyed by a random hash cost a page write per order on insert and again
+ * on purge. The window is enforced when checking (expires_at > the new order's created_at).
+ * So that no other process writes orders behind the index's back, the store holds a POSIX lock
+ * on "<path>.lock" while open, and refuses a file another process holds.
  */
 #ifndef OD_SQLITE_H
 #define OD_SQLITE_H
@@ -28,13 +34,14 @@
 #include "od_store.h"
 
 /**
- * Opens (creating if needed) the database at @p path and starts the writer thread.
- * @p readers read connections (>= 1); @p batch_max orders per transaction (>= 1).
- * Returns APR_SUCCESS and @p *out, or OD_EUNAVAIL (logged, naming the failed call) with
+ * Opens (creating if needed) the database at @p path, locks it, rebuilds the idempotency index
+ * for a window of @p ttl and starts the writer thread. @p readers read connections (>= 1);
+ * @p batch_max orders per transaction (>= 1). Returns APR_SUCCESS and @p *out, or OD_EUNAVAIL
+ * (logged, naming the failed call; also when another process has the file open) with
  * everything opened so far closed again. A cleanup on @p p drains the queue, stops the writer
  * and closes the database. Thread-safe to use.
  */
 apr_status_t od_sqlite_create(od_store_t **out, const char *path, int readers, int batch_max,
-                              od_log_t *log, apr_pool_t *p);
+                              apr_interval_time_t ttl, od_log_t *log, apr_pool_t *p);
 
 #endif

@@ -1,6 +1,7 @@
 /* Tests of od_sqlite: the atomic put-unless-duplicate, TTL at check time, concurrency,
- * durability across reopen, failure to open, files of older and newer schema versions, the
- * background checkpointer, and published marks applied in later commits. */
+ * durability across reopen (the idempotency index rebuilt for the window), failure to open, one
+ * process per file, files of older and newer schema versions, the background checkpointer, and
+ * published marks applied in later commits. */
 #include "od_sqlite.h"
 #include "od_status.h"
 #include "od_suites.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define TTL apr_time_from_sec(15)
@@ -19,8 +21,8 @@
 static apr_pool_t *pool;
 static od_log_t *log_;
 static char dir[64];
-/* Test times are anchored at the real clock: the store purges idempotency records that expired
- * by the real clock, so times in the past would vanish between two puts. */
+/* Test times are anchored at the real clock: the store drops idempotency records that expired
+ * by the real clock, and rebuilds them on open for the window before the real now. */
 static apr_time_t t0;
 
 static void setup(void)
@@ -43,7 +45,7 @@ static void teardown(void)
 static od_store_t *open_store(apr_pool_t *p)
 {
     od_store_t *s = NULL;
-    ck_assert_int_eq(od_sqlite_create(&s, apr_pstrcat(p, dir, "/o.db", NULL), 4, 64, log_, p),
+    ck_assert_int_eq(od_sqlite_create(&s, apr_pstrcat(p, dir, "/o.db", NULL), 4, 64, TTL, log_, p),
                      APR_SUCCESS);
     return s;
 }
@@ -198,37 +200,81 @@ START_TEST(test_sqlite_open_failure_is_a_value)
 {
     od_store_t *s = (od_store_t *) 1;
 
-    ck_assert_int_eq(od_sqlite_create(&s, "/nonexistent-dir/x/o.db", 2, 8, log_, pool),
+    ck_assert_int_eq(od_sqlite_create(&s, "/nonexistent-dir/x/o.db", 2, 8, TTL, log_, pool),
                      OD_EUNAVAIL);
     ck_assert_ptr_null(s);
 }
 END_TEST
 
-START_TEST(test_sqlite_expired_records_purged)
+START_TEST(test_sqlite_reopen_restores_only_live_records)
+{
+    apr_pool_t *p1 = NULL;
+    od_store_result_t r;
+    apr_time_t now = apr_time_now();
+    od_store_order_t old =
+        order("c1", "k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", now - TTL - apr_time_from_sec(2));
+    od_store_order_t live = order("c1", "k2", "01BBBBBBBBBBBBBBBBBBBBBBBB", now);
+
+    apr_pool_create(&p1, pool);
+    od_store_t *s1 = open_store(p1);
+    ck_assert_int_eq(od_store_put(s1, &old, &r, pool), APR_SUCCESS);
+    ck_assert_int_eq(od_store_put(s1, &live, &r, pool), APR_SUCCESS);
+    apr_pool_destroy(p1);
+
+    od_store_t *s = open_store(pool);
+    od_store_order_t again_old = order("c1", "k1", "01CCCCCCCCCCCCCCCCCCCCCCCC", now + 1);
+    od_store_order_t again_live = order("c1", "k2", "01DDDDDDDDDDDDDDDDDDDDDDDD", now + 1);
+    ck_assert_int_eq(od_store_put(s, &again_old, &r, pool), APR_SUCCESS);
+    ck_assert_int_eq(r.outcome, OD_STORE_CREATED);
+    ck_assert_int_eq(od_store_put(s, &again_live, &r, pool), APR_SUCCESS);
+    ck_assert_int_eq(r.outcome, OD_STORE_REPLAYED);
+    ck_assert_str_eq(r.order_id, live.order_id);
+    /* The expired one stays readable: only its idempotency record is gone. */
+    ck_assert_int_eq(od_store_get(s, "c1", old.order_id, &r, pool), APR_SUCCESS);
+}
+END_TEST
+
+START_TEST(test_sqlite_failed_order_leaves_no_record)
 {
     od_store_t *s = open_store(pool);
     od_store_result_t r;
     od_store_order_t a =
-        order("c1", "k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", t0 - TTL - apr_time_from_sec(1));
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int left = -1;
+        order_with_event("k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", "01EAAAAAAAAAAAAAAAAAAAAAAA");
+    /* Its event id is taken: the order's savepoint is rolled back after its row was written. */
+    od_store_order_t b =
+        order_with_event("k2", "01BBBBBBBBBBBBBBBBBBBBBBBB", "01EAAAAAAAAAAAAAAAAAAAAAAA");
+    od_store_order_t c =
+        order_with_event("k2", "01CCCCCCCCCCCCCCCCCCCCCCCC", "01ECCCCCCCCCCCCCCCCCCCCCCC");
 
     ck_assert_int_eq(od_store_put(s, &a, &r, pool), APR_SUCCESS);
-    ck_assert_int_eq(sqlite3_open(apr_pstrcat(pool, dir, "/o.db", NULL), &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 2000);
-    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM idem", -1, &st, NULL), SQLITE_OK);
-    /* The writer purges about once a second; give it a bounded while. */
-    for (int i = 0; i < 40 && left != 0; i++) {
-        apr_sleep(apr_time_from_msec(100));
-        sqlite3_reset(st);
-        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-        left = sqlite3_column_int(st, 0);
+    ck_assert_int_eq(od_store_put(s, &b, &r, pool), OD_EUNAVAIL);
+    ck_assert_int_eq(od_store_get(s, "c1", b.order_id, &r, pool), OD_ENOTFOUND);
+    /* The same key again is a new order, not a replay of the one that failed. */
+    ck_assert_int_eq(od_store_put(s, &c, &r, pool), APR_SUCCESS);
+    ck_assert_int_eq(r.outcome, OD_STORE_CREATED);
+    ck_assert_str_eq(r.order_id, c.order_id);
+}
+END_TEST
+
+START_TEST(test_sqlite_second_process_refused)
+{
+    od_store_t *s = open_store(pool);
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        apr_pool_t *cp = NULL;
+        od_store_t *other = NULL;
+        apr_pool_create(&cp, NULL);
+        _exit(od_sqlite_create(&other, db_path(), 1, 1, TTL, log_, cp) == OD_EUNAVAIL &&
+                      other == NULL
+                  ? 0
+                  : 1);
     }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    ck_assert_int_eq(left, 0);
-    ck_assert_int_eq(od_store_get(s, "c1", a.order_id, &r, pool), APR_SUCCESS);
+    int status = -1;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_ptr_nonnull(s);
 }
 END_TEST
 
@@ -366,6 +412,13 @@ static void old_order(void)
                           t0, t0 + TTL));
 }
 
+/* Version 3 has no idem table: the records come from the orders. */
+static void assert_v3(void)
+{
+    ck_assert_str_eq(sql_text("PRAGMA user_version"), "3");
+    ck_assert_str_eq(sql_text("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'idem%'"), "0");
+}
+
 /* The order is readable, and a new order under its key replays it. */
 static void assert_old_order(od_store_t *s)
 {
@@ -396,7 +449,7 @@ START_TEST(test_sqlite_v2_file_keeps_orders_keys_and_events)
     od_store_event_t *e = (od_store_event_t *) events->elts;
     ck_assert_str_eq(e->event_id, "01EEEEEEEEEEEEEEEEEEEEEEEE");
     ck_assert_str_eq(e->event, "{\"e\":1}");
-    ck_assert_str_eq(sql_text("PRAGMA user_version"), "2");
+    assert_v3();
 }
 END_TEST
 
@@ -407,7 +460,7 @@ START_TEST(test_sqlite_v1_file_gains_the_outbox)
     od_store_t *s = open_store(pool);
     assert_old_order(s);
     ck_assert_int_eq(pending(s)->nelts, 0);
-    ck_assert_str_eq(sql_text("PRAGMA user_version"), "2");
+    assert_v3();
     ck_assert_str_eq(sql_text("SELECT name FROM sqlite_schema WHERE name = 'outbox_due'"),
                      "outbox_due");
 }
@@ -418,7 +471,7 @@ START_TEST(test_sqlite_newer_schema_refused_untouched)
     od_store_t *s = (od_store_t *) 1;
 
     sql_exec("CREATE TABLE future (x); PRAGMA user_version=99;");
-    ck_assert_int_eq(od_sqlite_create(&s, db_path(), 2, 8, log_, pool), OD_EUNAVAIL);
+    ck_assert_int_eq(od_sqlite_create(&s, db_path(), 2, 8, TTL, log_, pool), OD_EUNAVAIL);
     ck_assert_ptr_null(s);
     ck_assert_str_eq(sql_text("PRAGMA user_version"), "99");
     ck_assert_str_eq(sql_text("SELECT group_concat(name) FROM sqlite_schema"), "future");
@@ -679,7 +732,9 @@ Suite *od_sqlite_suite(void)
     tcase_add_test(tc, test_sqlite_callers_are_scoped);
     tcase_add_test(tc, test_sqlite_durable_across_reopen);
     tcase_add_test(tc, test_sqlite_open_failure_is_a_value);
-    tcase_add_test(tc, test_sqlite_expired_records_purged);
+    tcase_add_test(tc, test_sqlite_reopen_restores_only_live_records);
+    tcase_add_test(tc, test_sqlite_failed_order_leaves_no_record);
+    tcase_add_test(tc, test_sqlite_second_process_refused);
     tcase_add_test(tc, test_sqlite_v2_file_keeps_orders_keys_and_events);
     tcase_add_test(tc, test_sqlite_v1_file_gains_the_outbox);
     tcase_add_test(tc, test_sqlite_newer_schema_refused_untouched);

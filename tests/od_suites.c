@@ -13,6 +13,7 @@ const od_suite_entry_t od_suites[] = {
     {"order", od_order_suite},
     {"ulid", od_ulid_suite},
     {"cache", od_cache_suite},
+    {"idemidx", od_idemidx_suite},
     {"keys", od_keys_suite},
     {"sqlite", od_sqlite_suite},
     {"engines", od_engines_suite},

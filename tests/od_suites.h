@@ -18,6 +18,7 @@ Suite *od_problem_suite(void);
 Suite *od_order_suite(void);
 Suite *od_ulid_suite(void);
 Suite *od_cache_suite(void);
+Suite *od_idemidx_suite(void);
 Suite *od_keys_suite(void);
 Suite *od_sqlite_suite(void);
 Suite *od_engines_suite(void);
