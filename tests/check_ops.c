@@ -340,6 +340,24 @@ START_TEST(test_ops_keys_file_readable_by_others_refused)
 }
 END_TEST
 
+START_TEST(test_ops_second_process_on_same_sqlite_refused)
+{
+    od_test_env_t *env = start(NULL);
+    char *err = NULL;
+
+    /* --init-store opens the store as the daemon does, on the same file. */
+    ck_assert_int_eq(od_test_run_once(env, "--init-store", od_test_env_config_path(env), &err), 1);
+    ck_assert_msg(strstr(err, "in use by another process") != NULL, "%s", err);
+    free(err);
+    ck_assert_int_eq(post(env, 601, OPS_KEY), 201); /* the running orderd goes on */
+    finish_keep(env);
+    /* Once it has stopped, the file is free again. */
+    ck_assert_int_eq(od_test_run_once(env, "--init-store", od_test_env_config_path(env), &err), 0);
+    free(err);
+    od_test_env_destroy(env);
+}
+END_TEST
+
 START_TEST(test_ops_keygen_line_authenticates)
 {
     char cmd[PATH_MAX + 32], out[1024], key[128] = "", line[256] = "";
@@ -423,6 +441,7 @@ Suite *od_ops_suite(void)
     tcase_add_test(tc, test_ops_rate_limit_429_with_retry_after);
     tcase_add_test(tc, test_ops_sighup_reloads_keys_and_level);
     tcase_add_test(tc, test_ops_keys_file_readable_by_others_refused);
+    tcase_add_test(tc, test_ops_second_process_on_same_sqlite_refused);
     tcase_add_test(tc, test_ops_keygen_line_authenticates);
     tcase_add_test(tc, test_ops_systemd_notify_protocol);
     suite_add_tcase(s, tc);

@@ -456,6 +456,11 @@ char *od_test_server_log(const od_test_env_t *env)
 
 int od_test_check_config(od_test_env_t *env, const char *config_path, char **err)
 {
+    return od_test_run_once(env, "-t", config_path, err);
+}
+
+int od_test_run_once(od_test_env_t *env, const char *option, const char *config_path, char **err)
+{
     char out_path[PATH_MAX], err_path[PATH_MAX], name[64];
     int status = 0, rc = -1;
 
@@ -464,7 +469,7 @@ int od_test_check_config(od_test_env_t *env, const char *config_path, char **err
         od_test_join(out_path, env->dir, "check.out") != 0) {
         return -1;
     }
-    pid_t pid = od_test_spawn(out_path, err_path, "-t", "-c", (char *) config_path);
+    pid_t pid = od_test_spawn(out_path, err_path, (char *) option, "-c", (char *) config_path);
     if (pid > 0 && od_test_wait_pid(pid, OD_TEST_CHECK_MS, &status) == 0) {
         rc = od_test_exit_code(status);
     } else if (pid > 0) {

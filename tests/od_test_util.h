@@ -119,6 +119,12 @@ int od_test_server_kill(od_test_env_t *env);
  */
 int od_test_check_config(od_test_env_t *env, const char *config_path, char **err);
 
+/**
+ * Runs `$ORDERD_BIN @p option -c @p config_path` (a one-shot option such as -t or --init-store;
+ * bounded, 10 s) as od_test_check_config does, with the same results.
+ */
+int od_test_run_once(od_test_env_t *env, const char *option, const char *config_path, char **err);
+
 /** The contents of the daemon's log so far (malloc'd, the caller frees it), or NULL. */
 char *od_test_server_log(const od_test_env_t *env);
 
