@@ -209,6 +209,7 @@ static void od_ddb_fill(od_store_result_t *res, od_store_outcome_e outcome, cons
     res->body_len = strlen(body);
     res->body = apr_pstrmemdup(p, body, res->body_len);
     res->created_at = created_at != NULL ? apr_atoi64(created_at) : 0;
+    res->event_seq = 0; /* events are found and marked by event_id here */
 }
 
 /* Reads the live idempotency item when the cancellation did not carry it (ALL_OLD is not
@@ -277,6 +278,7 @@ static apr_status_t od_ddb_put(void *impl, const od_store_order_t *o, od_store_r
             res->body = o->body;
             res->body_len = o->body_len;
             res->created_at = o->created_at;
+            res->event_seq = 0;
             return APR_SUCCESS;
         }
         if (rv == OD_ECONFLICT) {
@@ -346,6 +348,7 @@ static void od_ddb_event_item(json_object *item, apr_array_header_t *events, apr
     e->event = apr_pstrmemdup(p, ev, e->event_len);
     e->created_at = created != NULL ? apr_atoi64(created) : 0;
     e->attempts = att != NULL ? atoi(att) : 0;
+    e->seq = 0;
 }
 
 static apr_status_t od_ddb_pending_shard(od_ddb_t *d, int shard, apr_time_t due_before, int max,

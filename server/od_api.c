@@ -208,8 +208,12 @@ static void od_api_stored(void *baton, apr_status_t rv)
         od_api_answer_store_error(api, put->r, rv);
     } else {
         if (res->outcome == OD_STORE_CREATED && api->outbox != NULL) {
-            od_store_event_t ev = {put->rec.event_id,  put->rec.order_id, put->rec.event,
-                                   put->rec.event_len, put->now,          0};
+            od_store_event_t ev = {.event_id = put->rec.event_id,
+                                   .order_id = put->rec.order_id,
+                                   .event = put->rec.event,
+                                   .event_len = put->rec.event_len,
+                                   .created_at = put->now,
+                                   .seq = res->event_seq};
             od_outbox_submit(api->outbox, &ev);
         }
         od_cache_entry_t entry = {res->order_id, res->body, res->body_len, res->created_at};

@@ -20,6 +20,7 @@ typedef struct od_outbox_slot_t {
     char body[OD_OUTBOX_SLOT_BYTES];
     apr_size_t body_len;
     apr_time_t created_at;
+    apr_int64_t seq;
 } od_outbox_slot_t;
 
 struct od_outbox_s {
@@ -59,6 +60,7 @@ void od_outbox_submit(od_outbox_t *ob, const od_store_event_t *ev)
     s->body[ev->event_len] = '\0';
     s->body_len = ev->event_len;
     s->created_at = ev->created_at;
+    s->seq = ev->seq;
     ob->count++;
     apr_thread_cond_signal(ob->wake);
     apr_thread_mutex_unlock(ob->lock);
@@ -78,6 +80,7 @@ static apr_array_header_t *od_outbox_take(od_outbox_t *ob, apr_pool_t *p)
         e->event_len = s->body_len;
         e->created_at = s->created_at;
         e->attempts = 0;
+        e->seq = s->seq;
         ob->head = (ob->head + 1) % ob->opts.queue_slots;
         ob->count--;
     }

@@ -1,5 +1,6 @@
 /* od_sqlite: the SQLite store with group commit. */
 #include "od_sqlite.h"
+#include "od_event.h"
 #include "od_idemidx.h"
 #include "od_status.h"
 
@@ -76,12 +77,12 @@ typedef struct od_sqlite_req_t {
     struct od_sqlite_req_t *next;
 } od_sqlite_req_t;
 
-/* The event ids of one od_sqlite_published call, waiting for the writer's next commit. One
- * malloc'd block: the header, n pointers, then the strings they point to. */
+/* The outbox rows of one od_sqlite_published call, waiting for the writer's next commit. One
+ * malloc'd block. */
 typedef struct od_sqlite_marks_t {
     struct od_sqlite_marks_t *next;
     int n;
-    const char *ids[];
+    apr_int64_t rows[];
 } od_sqlite_marks_t;
 
 /* The writer connection's prepared statements; used only by the writer thread. */
@@ -146,7 +147,7 @@ typedef struct od_sqlite_s {
     od_sqlite_req_t *head;
     od_sqlite_req_t *tail;
     od_sqlite_marks_t *marks; /* applied in the writer's next commit, in any order */
-    int marks_queued;         /* event ids in marks */
+    int marks_queued;         /* rows in marks */
     int idle;                 /* the writer is waiting for work */
     int stopping;
 } od_sqlite_t;
@@ -154,20 +155,32 @@ typedef struct od_sqlite_s {
 /* The schema version this orderd writes (PRAGMA user_version). The tables keep their rowids:
  * WITHOUT ROWID was measured slower for each of them at these row sizes (its interior pages
  * hold whole rows, and its secondary indexes carry the text key instead of an integer). */
-#define OD_SQLITE_VERSION 3
+#define OD_SQLITE_VERSION 4
 
-/* Creating what is missing also brings older files up to version 3: version 1 had no outbox;
- * versions 1 and 2 kept idempotency records in a table of their own (idem), which version 3
- * replaces by the in-memory index, rebuilt from the orders themselves. */
+/* Creating what is missing also brings older files up to version 4: version 1 had no outbox;
+ * versions 1 to 2 kept idempotency records in a table of their own (idem), which version 3
+ * replaced by the in-memory index, rebuilt from the orders themselves. An outbox row is the
+ * event's id and schedule, keyed by its order's row: the envelope is rendered again from the
+ * order when the relay needs it (version 2 and 3 rows held a copy of it, keyed by event_id,
+ * which doubled what each order wrote). */
 static const char od_sqlite_schema[] =
     "CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, caller TEXT NOT NULL,"
     " idem_key TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS outbox (event_id TEXT PRIMARY KEY, order_id TEXT NOT NULL,"
-    " body TEXT NOT NULL, created_at INTEGER NOT NULL, due_at INTEGER NOT NULL,"
-    " attempts INTEGER NOT NULL DEFAULT 0);"
-    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(due_at);"
     "DROP TABLE IF EXISTS idem;"
-    "PRAGMA user_version=3;";
+    "CREATE TABLE IF NOT EXISTS outbox (order_row INTEGER PRIMARY KEY, event_id TEXT NOT NULL,"
+    " due_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(due_at);"
+    "PRAGMA user_version=4;";
+
+/* Versions 2 and 3: the old outbox steps aside before the schema creates the new one ... */
+static const char od_sqlite_outbox_v3_aside[] = "ALTER TABLE outbox RENAME TO outbox_v3;"
+                                                "DROP INDEX IF EXISTS outbox_due;";
+/* ... and its pending events move into it. */
+static const char od_sqlite_outbox_v3_move[] =
+    "INSERT INTO outbox (order_row, event_id, due_at, attempts)"
+    " SELECT orders.rowid, outbox_v3.event_id, outbox_v3.due_at, outbox_v3.attempts"
+    " FROM outbox_v3 JOIN orders ON orders.order_id = outbox_v3.order_id;"
+    "DROP TABLE outbox_v3;";
 
 static apr_status_t od_sqlite_fail(od_sqlite_t *s, sqlite3 *db, const char *call)
 {
@@ -236,6 +249,22 @@ static apr_status_t od_sqlite_version(od_sqlite_t *s, int *version)
     return rv;
 }
 
+/* Creates the schema, or brings a file of an older @p version up to this one. */
+static apr_status_t od_sqlite_upgrade(od_sqlite_t *s, int version)
+{
+    int old_outbox = version == 2 || version == 3;
+    apr_status_t rv =
+        old_outbox ? od_sqlite_exec(s, s->w.db, od_sqlite_outbox_v3_aside) : APR_SUCCESS;
+
+    if (rv == APR_SUCCESS) {
+        rv = od_sqlite_exec(s, s->w.db, od_sqlite_schema);
+    }
+    if (rv == APR_SUCCESS && old_outbox) {
+        rv = od_sqlite_exec(s, s->w.db, od_sqlite_outbox_v3_move);
+    }
+    return rv;
+}
+
 /* Creates or completes the schema in one transaction. The version is checked before anything
  * is written: a newer orderd's file is refused untouched, as its tables may mean other things.
  * WAL comes last because journal_mode cannot change inside a transaction. */
@@ -255,7 +284,7 @@ static apr_status_t od_sqlite_schema_open(od_sqlite_t *s)
             rv = OD_EUNAVAIL;
         }
         if (rv == APR_SUCCESS && version < OD_SQLITE_VERSION) {
-            rv = od_sqlite_exec(s, db, od_sqlite_schema);
+            rv = od_sqlite_upgrade(s, version);
         }
         if (rv == APR_SUCCESS) {
             rv = od_sqlite_exec(s, db, "COMMIT");
@@ -287,11 +316,10 @@ static apr_status_t od_sqlite_writer_open(od_sqlite_t *s)
                       " WHERE rowid = ?1"},
         {&w->order_put, "INSERT INTO orders (order_id, caller, idem_key, body, created_at)"
                         " VALUES (?1, ?2, ?3, ?4, ?5)"},
-        {&w->outbox_put, "INSERT INTO outbox (event_id, order_id, body, created_at, due_at)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5)"},
-        {&w->outbox_done, "DELETE FROM outbox WHERE event_id = ?1"},
+        {&w->outbox_put, "INSERT INTO outbox (order_row, event_id, due_at) VALUES (?1, ?2, ?3)"},
+        {&w->outbox_done, "DELETE FROM outbox WHERE order_row = ?1"},
         {&w->outbox_later, "UPDATE outbox SET due_at = ?2, attempts = attempts + 1"
-                           " WHERE event_id = ?1"},
+                           " WHERE order_row = ?1"},
         {&w->begin, "BEGIN IMMEDIATE"},
         {&w->commit, "COMMIT"},
         {&w->rollback, "ROLLBACK"},
@@ -382,8 +410,10 @@ static int od_sqlite_find_live(od_sqlite_t *s, od_sqlite_req_t *req)
     return rc;
 }
 
-/* The outbox row, in the order's own transaction: the event can never be lost apart from it. */
-static int od_sqlite_insert_event(od_sqlite_t *s, const od_store_order_t *o)
+/* The outbox row of the order at @p row, in the order's own transaction: the event can never be
+ * lost apart from it. Its envelope is not stored: od_sqlite_event_row renders it again from the
+ * order (od_event_render of the same event id, document and time gives the same bytes). */
+static int od_sqlite_insert_event(od_sqlite_t *s, const od_store_order_t *o, apr_int64_t row)
 {
     sqlite3_stmt *st = s->w.outbox_put;
 
@@ -391,11 +421,9 @@ static int od_sqlite_insert_event(od_sqlite_t *s, const od_store_order_t *o)
         return SQLITE_DONE;
     }
     sqlite3_reset(st);
-    od_sqlite_bind_text(st, 1, o->event_id, strlen(o->event_id));
-    od_sqlite_bind_text(st, 2, o->order_id, strlen(o->order_id));
-    od_sqlite_bind_text(st, 3, o->event, o->event_len);
-    sqlite3_bind_int64(st, 4, o->created_at);
-    sqlite3_bind_int64(st, 5, o->event_due);
+    sqlite3_bind_int64(st, 1, row);
+    od_sqlite_bind_text(st, 2, o->event_id, strlen(o->event_id));
+    sqlite3_bind_int64(st, 3, o->event_due);
     return sqlite3_step(st);
 }
 
@@ -416,7 +444,7 @@ static int od_sqlite_insert(od_sqlite_t *s, od_sqlite_req_t *req, apr_int64_t *a
         return rc;
     }
     apr_int64_t row = sqlite3_last_insert_rowid(w->db);
-    if ((rc = od_sqlite_insert_event(s, o)) != SQLITE_DONE) {
+    if ((rc = od_sqlite_insert_event(s, o, row)) != SQLITE_DONE) {
         return rc;
     }
     req->result->outcome = OD_STORE_CREATED;
@@ -424,20 +452,21 @@ static int od_sqlite_insert(od_sqlite_t *s, od_sqlite_req_t *req, apr_int64_t *a
     req->result->body = o->body;
     req->result->body_len = o->body_len;
     req->result->created_at = o->created_at;
+    req->result->event_seq = o->event_id != NULL ? row : 0;
     *added_row = row;
     return SQLITE_DONE;
 }
 
-/* Marks outbox events published (their rows go) or one due later. */
+/* Marks outbox events published (their rows go) or one due later. An event without a row (seq
+ * 0: not read from this store) matches nothing and stays pending, to be published again. */
 static int od_sqlite_outbox_update(od_sqlite_t *s, od_sqlite_req_t *req)
 {
     sqlite3_stmt *st = req->kind == OD_SQLITE_PUBLISHED ? s->w.outbox_done : s->w.outbox_later;
     int rc = SQLITE_DONE;
 
     for (int i = 0; i < req->nevents && rc == SQLITE_DONE; i++) {
-        const char *id = req->event[i].event_id;
         sqlite3_reset(st);
-        od_sqlite_bind_text(st, 1, id, strlen(id));
+        sqlite3_bind_int64(st, 1, req->event[i].seq);
         if (req->kind == OD_SQLITE_RESCHEDULE) {
             sqlite3_bind_int64(st, 2, req->due);
         }
@@ -499,7 +528,7 @@ static void od_sqlite_apply_marks(od_sqlite_t *s, const od_sqlite_marks_t *marks
     for (const od_sqlite_marks_t *m = marks; m != NULL; m = m->next) {
         for (int i = 0; i < m->n && rc == SQLITE_DONE; i++) {
             sqlite3_reset(st);
-            od_sqlite_bind_text(st, 1, m->ids[i], strlen(m->ids[i]));
+            sqlite3_bind_int64(st, 1, m->rows[i]);
             rc = sqlite3_step(st);
         }
         n += m->n;
@@ -890,26 +919,18 @@ static void od_sqlite_put_async(void *impl, const od_store_order_t *order,
     }
 }
 
-/* Copies the ids of @p events into one malloc'd block; NULL if out of memory. */
+/* Copies the outbox rows of @p events into one malloc'd block; NULL if out of memory. */
 static od_sqlite_marks_t *od_sqlite_marks_copy(const od_store_event_t *events, int n)
 {
-    apr_size_t size = sizeof(od_sqlite_marks_t) + sizeof(const char *) * (apr_size_t) n;
+    od_sqlite_marks_t *m = malloc(sizeof(od_sqlite_marks_t) + sizeof(apr_int64_t) * (apr_size_t) n);
 
-    for (int i = 0; i < n; i++) {
-        size += strlen(events[i].event_id) + 1;
-    }
-    od_sqlite_marks_t *m = malloc(size);
     if (m == NULL) {
         return NULL;
     }
-    char *at = (char *) &m->ids[n];
     m->next = NULL;
     m->n = n;
     for (int i = 0; i < n; i++) {
-        apr_size_t len = strlen(events[i].event_id) + 1;
-        memcpy(at, events[i].event_id, len);
-        m->ids[i] = at;
-        at += len;
+        m->rows[i] = events[i].seq; /* 0 (not from this store) matches no row */
     }
     return m;
 }
@@ -1001,16 +1022,19 @@ static apr_status_t od_sqlite_get(void *impl, const char *caller, const char *or
     return rv;
 }
 
+/* One pending event (order_row, event_id, order_id, body, created_at, attempts), its envelope
+ * rendered from the order as the API rendered it when the order was accepted. */
 static void od_sqlite_event_row(sqlite3_stmt *st, apr_array_header_t *events, apr_pool_t *p)
 {
     od_store_event_t *e = apr_array_push(events);
 
-    e->event_id = apr_pstrdup(p, (const char *) sqlite3_column_text(st, 0));
-    e->order_id = apr_pstrdup(p, (const char *) sqlite3_column_text(st, 1));
-    e->event_len = (apr_size_t) sqlite3_column_bytes(st, 2);
-    e->event = apr_pstrmemdup(p, (const char *) sqlite3_column_text(st, 2), e->event_len);
-    e->created_at = sqlite3_column_int64(st, 3);
-    e->attempts = sqlite3_column_int(st, 4);
+    e->seq = sqlite3_column_int64(st, 0);
+    e->event_id = apr_pstrdup(p, (const char *) sqlite3_column_text(st, 1));
+    e->order_id = apr_pstrdup(p, (const char *) sqlite3_column_text(st, 2));
+    e->created_at = sqlite3_column_int64(st, 4);
+    e->event = od_event_render(e->event_id, (const char *) sqlite3_column_text(st, 3),
+                               e->created_at, &e->event_len, p);
+    e->attempts = sqlite3_column_int(st, 5);
 }
 
 static apr_status_t od_sqlite_pending(void *impl, apr_time_t due_before, int max,
@@ -1065,8 +1089,10 @@ static apr_status_t od_sqlite_reader_make(void **res, void *params, apr_pool_t *
     }
     if (rv == APR_SUCCESS) {
         rv = od_sqlite_prepare(s, r->db, &r->pending,
-                               "SELECT event_id, order_id, body, created_at, attempts FROM outbox"
-                               " WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2");
+                               "SELECT outbox.order_row, outbox.event_id, orders.order_id,"
+                               " orders.body, orders.created_at, outbox.attempts"
+                               " FROM outbox JOIN orders ON orders.rowid = outbox.order_row"
+                               " WHERE outbox.due_at <= ?1 ORDER BY outbox.due_at LIMIT ?2");
     }
     if (rv != APR_SUCCESS) {
         sqlite3_finalize(r->get);

@@ -13,11 +13,14 @@
  * COMMIT; when the WAL grows long the writer copies the small remainder itself between two
  * batches, so that the WAL can start over.
  *
- * Schema (PRAGMA user_version 3), times in microseconds since the Unix epoch:
+ * Schema (PRAGMA user_version 4), times in microseconds since the Unix epoch:
  *   orders(order_id PK, caller, idem_key, body, created_at)
- *   outbox(event_id PK, order_id, body, created_at, due_at, attempts), index on due_at
- * Older files are brought up to version 3 (version 1 gains the outbox; the idem table of
- * versions 1 and 2 is dropped); a file of a newer version is refused, left untouched.
+ *   outbox(order_row PK: the order's rowid, event_id, due_at, attempts), index on due_at
+ * An outbox row holds no envelope: od_store_pending renders it again from the order. Events read
+ * back carry their order_row as od_store_event_t.seq, which published marks and reschedules use.
+ * Older files are brought up to version 4 (version 1 gains the outbox; the idem table of versions
+ * 1 to 3 is dropped; the envelope-holding outbox rows of versions 2 and 3 move to the new
+ * outbox); a file of a newer version is refused, left untouched.
  *
  * Idempotency records live in memory (od_idemidx), not in a table: the writer alone decides
  * whether an order is new, so its index is the authority for as long as the file is open, and it

@@ -40,6 +40,9 @@ typedef struct od_store_event_t {
     apr_size_t event_len;
     apr_time_t created_at; /* of the order */
     int attempts;          /* relay attempts so far */
+    /* The backend's own handle for the event (SQLite: the row of its order), to be passed back
+     * with it to od_store_published and od_store_reschedule; 0 where the backend has none. */
+    apr_int64_t seq;
 } od_store_event_t;
 
 typedef enum od_store_outcome_e {
@@ -54,6 +57,7 @@ typedef struct od_store_result_t {
     const char *body;
     apr_size_t body_len;
     apr_time_t created_at;
+    apr_int64_t event_seq; /* OD_STORE_CREATED with an event: its od_store_event_t.seq */
 } od_store_result_t;
 
 /**
@@ -131,8 +135,9 @@ apr_status_t od_store_pending(od_store_t *store, apr_time_t due_before, int max,
                               apr_array_header_t **events, apr_pool_t *p);
 
 /**
- * Marks @p n events published: they are no longer pending. Idempotent (another instance may
- * have published them too). A backend may apply the marks asynchronously (SQLite: in its next
+ * Marks @p n events published: they are no longer pending. Each event is one read back by
+ * od_store_pending or made from the result of the put that stored it (its seq and event_id as
+ * given there). Idempotent (another instance may have published them too). A backend may apply the marks asynchronously (SQLite: in its next
  * commit, normally within milliseconds), so APR_SUCCESS can come before they are durable, and
  * an event may still show as pending briefly afterwards; a mark lost to a crash only means the
  * event is published again. Otherwise OD_EUNAVAIL / OD_ETHROTTLED (some may be marked; the rest
@@ -142,8 +147,8 @@ apr_status_t od_store_published(od_store_t *store, const od_store_event_t *event
                                 apr_pool_t *p);
 
 /**
- * Keeps an event pending but not due before @p due, and counts the attempt. Returns APR_SUCCESS
- * or an error as above. Thread-safe.
+ * Keeps an event pending but not due before @p due, and counts the attempt. @p event as for
+ * od_store_published. Returns APR_SUCCESS or an error as above. Thread-safe.
  */
 apr_status_t od_store_reschedule(od_store_t *store, const od_store_event_t *event, apr_time_t due,
                                  apr_pool_t *p);

@@ -2,6 +2,7 @@
  * durability across reopen (the idempotency index rebuilt for the window), failure to open, one
  * process per file, files of older and newer schema versions, the background checkpointer, and
  * published marks applied in later commits. */
+#include "od_event.h"
 #include "od_sqlite.h"
 #include "od_status.h"
 #include "od_suites.h"
@@ -67,8 +68,7 @@ static od_store_order_t order_with_event(const char *key, const char *id, const 
 {
     od_store_order_t o = order("c1", key, id, t0);
     o.event_id = event_id;
-    o.event = apr_psprintf(pool, "{\"event_id\":\"%s\"}", event_id);
-    o.event_len = strlen(o.event);
+    o.event = od_event_render(event_id, o.body, o.created_at, &o.event_len, pool);
     o.event_due = t0;
     return o;
 }
@@ -240,15 +240,15 @@ START_TEST(test_sqlite_failed_order_leaves_no_record)
     od_store_result_t r;
     od_store_order_t a =
         order_with_event("k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", "01EAAAAAAAAAAAAAAAAAAAAAAA");
-    /* Its event id is taken: the order's savepoint is rolled back after its row was written. */
+    /* Its order id is taken: its insert fails inside the order's savepoint. */
     od_store_order_t b =
-        order_with_event("k2", "01BBBBBBBBBBBBBBBBBBBBBBBB", "01EAAAAAAAAAAAAAAAAAAAAAAA");
+        order_with_event("k2", "01AAAAAAAAAAAAAAAAAAAAAAAA", "01EBBBBBBBBBBBBBBBBBBBBBBB");
     od_store_order_t c =
         order_with_event("k2", "01CCCCCCCCCCCCCCCCCCCCCCCC", "01ECCCCCCCCCCCCCCCCCCCCCCC");
 
     ck_assert_int_eq(od_store_put(s, &a, &r, pool), APR_SUCCESS);
     ck_assert_int_eq(od_store_put(s, &b, &r, pool), OD_EUNAVAIL);
-    ck_assert_int_eq(od_store_get(s, "c1", b.order_id, &r, pool), OD_ENOTFOUND);
+    ck_assert_int_eq(pending(s)->nelts, 1); /* a's event alone */
     /* The same key again is a new order, not a replay of the one that failed. */
     ck_assert_int_eq(od_store_put(s, &c, &r, pool), APR_SUCCESS);
     ck_assert_int_eq(r.outcome, OD_STORE_CREATED);
@@ -412,11 +412,16 @@ static void old_order(void)
                           t0, t0 + TTL));
 }
 
-/* Version 3 has no idem table: the records come from the orders. */
-static void assert_v3(void)
+/* Version 4 has no idem table (the records come from the orders), and outbox rows point at their
+ * orders instead of holding a copy of the envelope. */
+static void assert_v4(void)
 {
-    ck_assert_str_eq(sql_text("PRAGMA user_version"), "3");
+    ck_assert_str_eq(sql_text("PRAGMA user_version"), "4");
     ck_assert_str_eq(sql_text("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'idem%'"), "0");
+    ck_assert_str_eq(sql_text("SELECT count(*) FROM pragma_table_info('outbox')"
+                              " WHERE name IN ('order_row', 'body')"),
+                     "1");
+    ck_assert_str_eq(sql_text("SELECT count(*) FROM sqlite_schema WHERE name = 'outbox_v3'"), "0");
 }
 
 /* The order is readable, and a new order under its key replays it. */
@@ -448,8 +453,11 @@ START_TEST(test_sqlite_v2_file_keeps_orders_keys_and_events)
     ck_assert_int_eq(events->nelts, 1);
     od_store_event_t *e = (od_store_event_t *) events->elts;
     ck_assert_str_eq(e->event_id, "01EEEEEEEEEEEEEEEEEEEEEEEE");
-    ck_assert_str_eq(e->event, "{\"e\":1}");
-    assert_v3();
+    /* The envelope is rendered again from the order (the old row's copy was the same). */
+    ck_assert_str_eq(e->event,
+                     od_event_render("01EEEEEEEEEEEEEEEEEEEEEEEE", "{\"v\":1}", t0, NULL, pool));
+    ck_assert_int_gt(e->seq, 0);
+    assert_v4();
 }
 END_TEST
 
@@ -460,7 +468,7 @@ START_TEST(test_sqlite_v1_file_gains_the_outbox)
     od_store_t *s = open_store(pool);
     assert_old_order(s);
     ck_assert_int_eq(pending(s)->nelts, 0);
-    assert_v3();
+    assert_v4();
     ck_assert_str_eq(sql_text("SELECT name FROM sqlite_schema WHERE name = 'outbox_due'"),
                      "outbox_due");
 }
@@ -517,6 +525,44 @@ START_TEST(test_sqlite_published_mark_applied_without_waiting)
 }
 END_TEST
 
+START_TEST(test_sqlite_pending_event_as_accepted_and_rescheduled)
+{
+    od_store_t *s = open_store(pool);
+    od_store_result_t r;
+    od_store_order_t a =
+        order_with_event("k1", "01AAAAAAAAAAAAAAAAAAAAAAAA", "01EAAAAAAAAAAAAAAAAAAAAAAA");
+    apr_array_header_t *events = NULL;
+
+    ck_assert_int_eq(od_store_put(s, &a, &r, pool), APR_SUCCESS);
+    ck_assert_int_gt(r.event_seq, 0);
+    events = pending(s);
+    ck_assert_int_eq(events->nelts, 1);
+    od_store_event_t e = *(od_store_event_t *) events->elts;
+    ck_assert_int_eq(e.seq, r.event_seq);
+    ck_assert_str_eq(e.event_id, a.event_id);
+    ck_assert_str_eq(e.order_id, a.order_id);
+    ck_assert_uint_eq(e.event_len, a.event_len);
+    ck_assert_str_eq(e.event, a.event); /* byte for byte what the API published */
+    ck_assert_int_eq(e.created_at, a.created_at);
+    ck_assert_int_eq(e.attempts, 0);
+    /* Due later: not pending before then, and one attempt counted. */
+    ck_assert_int_eq(od_store_reschedule(s, &e, t0 + apr_time_from_sec(60), pool), APR_SUCCESS);
+    ck_assert_int_eq(od_store_pending(s, t0 + apr_time_from_sec(59), 10, &events, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(events->nelts, 0);
+    ck_assert_int_eq(od_store_pending(s, t0 + apr_time_from_sec(60), 10, &events, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(events->nelts, 1);
+    ck_assert_int_eq(((od_store_event_t *) events->elts)->attempts, 1);
+    /* An event that names no row of this store marks nothing. */
+    od_store_event_t stranger = {.event_id = a.event_id, .order_id = a.order_id, .seq = 0};
+    ck_assert_int_eq(od_store_reschedule(s, &stranger, t0, pool), APR_SUCCESS);
+    ck_assert_int_eq(od_store_pending(s, t0 + apr_time_from_sec(59), 10, &events, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(events->nelts, 0);
+}
+END_TEST
+
 START_TEST(test_sqlite_published_marks_applied_before_close)
 {
     apr_pool_t *p1 = NULL;
@@ -530,7 +576,7 @@ START_TEST(test_sqlite_published_marks_applied_before_close)
         od_store_order_t o =
             order_with_event(apr_psprintf(pool, "k%d", i), id, apr_psprintf(pool, "01E%023d", i));
         ck_assert_int_eq(od_store_put(s, &o, &r, pool), APR_SUCCESS);
-        done[i] = (od_store_event_t){.event_id = o.event_id, .order_id = id};
+        done[i] = (od_store_event_t){.event_id = o.event_id, .order_id = id, .seq = r.event_seq};
     }
     for (int i = 0; i < 20; i += 5) {
         ck_assert_int_eq(od_store_published(s, done + i, 5, pool), APR_SUCCESS);
@@ -740,6 +786,7 @@ Suite *od_sqlite_suite(void)
     tcase_add_test(tc, test_sqlite_newer_schema_refused_untouched);
     tcase_add_test(tc, test_sqlite_published_mark_applied_without_waiting);
     tcase_add_test(tc, test_sqlite_published_marks_applied_before_close);
+    tcase_add_test(tc, test_sqlite_pending_event_as_accepted_and_rescheduled);
     suite_add_tcase(s, tc);
     tcase_add_checked_fixture(tc_conc, setup, teardown);
     tcase_set_timeout(tc_conc, 120);
