@@ -137,11 +137,12 @@ apr_status_t od_store_pending(od_store_t *store, apr_time_t due_before, int max,
 /**
  * Marks @p n events published: they are no longer pending. Each event is one read back by
  * od_store_pending or made from the result of the put that stored it (its seq and event_id as
- * given there). Idempotent (another instance may have published them too). A backend may apply the marks asynchronously (SQLite: in its next
- * commit, normally within milliseconds), so APR_SUCCESS can come before they are durable, and
- * an event may still show as pending briefly afterwards; a mark lost to a crash only means the
- * event is published again. Otherwise OD_EUNAVAIL / OD_ETHROTTLED (some may be marked; the rest
- * stay pending and are published again: at least once). Thread-safe.
+ * given there). Idempotent (another instance may have published them too). A backend may apply the
+ * marks asynchronously (SQLite: in its next commit, normally within milliseconds), so APR_SUCCESS
+ * can come before they are durable, and an event may still show as pending briefly afterwards; a
+ * mark lost to a crash only means the event is published again. Otherwise OD_EUNAVAIL /
+ * OD_ETHROTTLED (some may be marked; the rest stay pending and are published again: at least once).
+ * Thread-safe.
  */
 apr_status_t od_store_published(od_store_t *store, const od_store_event_t *events, int n,
                                 apr_pool_t *p);
