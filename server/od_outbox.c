@@ -12,6 +12,11 @@
 #define OD_OUTBOX_SLOT_BYTES 4096
 #define OD_OUTBOX_RELAY_EVERY apr_time_from_sec(1)
 #define OD_OUTBOX_BACKOFF_CAP apr_time_from_sec(300)
+/* A prompt round waits this long after the previous one while fewer than batch_max events are
+ * queued: a round costs the sink one call whatever it carries (the file sink: a write and an
+ * fdatasync; the AWS sinks: a request per 10 events). Unique orders at ~25k/s made 2,300 rounds
+ * a second of ~10 events, and the file sink's fdatasyncs took 15 % of orderd's CPU. */
+#define OD_OUTBOX_GATHER apr_time_from_msec(2)
 
 /* A ring slot: fixed-size, so the ring is allocated once and never grows. */
 typedef struct od_outbox_slot_t {
@@ -38,6 +43,7 @@ struct od_outbox_s {
     int stopping;
     apr_time_t flush_until;
     od_outbox_stats_t stats;
+    apr_time_t last_round; /* the publisher thread's own: when its last prompt round began */
 };
 
 /* ---- submitting ---- */
@@ -61,8 +67,11 @@ void od_outbox_submit(od_outbox_t *ob, const od_store_event_t *ev)
     s->body_len = ev->event_len;
     s->created_at = ev->created_at;
     s->seq = ev->seq;
-    ob->count++;
-    apr_thread_cond_signal(ob->wake);
+    /* The publisher waits only for an empty ring, and takes all it finds: so only the first
+     * event needs to wake it (signalling each one cost a futex call per order). */
+    if (ob->count++ == 0) {
+        apr_thread_cond_signal(ob->wake);
+    }
     apr_thread_mutex_unlock(ob->lock);
 }
 
@@ -163,6 +172,13 @@ static apr_array_header_t *od_outbox_wait(od_outbox_t *ob, apr_time_t next_relay
     if (ob->count == 0 && !ob->stopping && apr_time_now() < next_relay) {
         apr_thread_cond_timedwait(ob->wake, ob->lock, next_relay - apr_time_now());
     }
+    /* Gathers: the ring fills meanwhile without waking anyone; a stop wakes it at once. */
+    apr_time_t until = ob->last_round + OD_OUTBOX_GATHER;
+    if (ob->count > 0 && ob->count < ob->opts.batch_max && !ob->stopping &&
+        apr_time_now() < until) {
+        apr_thread_cond_timedwait(ob->wake, ob->lock, until - apr_time_now());
+    }
+    ob->last_round = apr_time_now();
     if (!ob->stopping || (ob->count > 0 && apr_time_now() < ob->flush_until)) {
         batch = od_outbox_take(ob, p);
     }

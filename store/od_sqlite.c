@@ -15,7 +15,8 @@
 #include <string.h>
 
 #define OD_SQLITE_BUSY_MS 5000
-#define OD_SQLITE_PURGE_EVERY apr_time_from_sec(1)
+/* An idle writer drops expired idempotency index entries this often. */
+#define OD_SQLITE_IDLE_EXPIRE_EVERY apr_time_from_sec(1)
 /* Room in the idempotency index before it doubles: 2^19 entries (16 MiB with its table), a
  * 15 s window at 35,000 orders/s, more than this store commits on the benchmark machine. */
 #define OD_SQLITE_IDEM_CAPACITY (1u << 19)
@@ -788,7 +789,7 @@ static int od_sqlite_wait(od_sqlite_t *s)
 {
     while (s->head == NULL && s->marks == NULL && !s->stopping) {
         s->idle = 1;
-        apr_thread_cond_timedwait(s->work, s->lock, OD_SQLITE_PURGE_EVERY);
+        apr_thread_cond_timedwait(s->work, s->lock, OD_SQLITE_IDLE_EXPIRE_EVERY);
         s->idle = 0;
         od_sqlite_expire(s, apr_time_now());
     }
