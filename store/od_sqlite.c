@@ -391,6 +391,7 @@ static int od_sqlite_replay_row(od_sqlite_t *s, od_sqlite_req_t *req, apr_int64_
     r->body_len = (apr_size_t) sqlite3_column_bytes(st, 3);
     r->body = apr_pstrmemdup(req->pool, (const char *) sqlite3_column_text(st, 3), r->body_len);
     r->created_at = sqlite3_column_int64(st, 4);
+    r->event_seq = 0; /* the event is the original order's */
     return SQLITE_ROW;
 }
 
@@ -995,6 +996,7 @@ static apr_status_t od_sqlite_read(od_sqlite_t *s, od_sqlite_reader_t *r, const 
         result->body =
             apr_pstrmemdup(p, (const char *) sqlite3_column_text(r->get, 0), result->body_len);
         result->created_at = sqlite3_column_int64(r->get, 1);
+        result->event_seq = 0;
     }
     sqlite3_reset(r->get);
     if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
