@@ -330,6 +330,21 @@ static void od_server_metrics_http(od_server_t *srv, od_metrics_text_t *t)
     od_server_gauge(t, "orderd_hot_cache_entries", "gauge", "Entries held.", cs.entries);
 }
 
+/* The SQLite store's in-memory idempotency index (nothing for DynamoDB). */
+static void od_server_metrics_store(od_server_t *srv, od_metrics_text_t *t)
+{
+    od_store_stats_t ss;
+
+    od_store_stats(srv->store, &ss);
+    if (ss.has_index) {
+        od_server_gauge(t, "orderd_idempotency_index_entries", "gauge",
+                        "Idempotency records the store holds in memory.", ss.index_entries);
+        od_server_gauge(t, "orderd_idempotency_index_capacity", "gauge",
+                        "Records the index holds before it grows (32 bytes each).",
+                        ss.index_capacity);
+    }
+}
+
 static void od_server_metrics_aws(od_server_t *srv, od_metrics_text_t *t)
 {
     od_aws_stats_t as;
@@ -379,6 +394,7 @@ static void od_server_metrics(void *baton, od_metrics_text_t *t)
     od_server_t *srv = baton;
 
     od_server_metrics_http(srv, t);
+    od_server_metrics_store(srv, t);
     if (srv->aws != NULL) {
         od_server_metrics_aws(srv, t);
     }

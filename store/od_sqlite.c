@@ -4,6 +4,7 @@
 #include "od_idemidx.h"
 #include "od_status.h"
 
+#include <apr_atomic.h>
 #include <apr_file_io.h>
 #include <apr_reslist.h>
 #include <apr_strings.h>
@@ -136,6 +137,9 @@ typedef struct od_sqlite_s {
     int batch_max;
     apr_interval_time_t ttl; /* the idempotency window, for rebuilding the index */
     apr_file_t *lock_file;   /* held locked while the store is open: one orderd per file */
+    /* The index's size as of the writer's last batch, for od_store_stats (apr_atomic). */
+    volatile apr_uint64_t idx_entries;
+    volatile apr_uint64_t idx_capacity;
     od_sqlite_writer_t w;
     od_sqlite_ckpt_t ckpt;
     apr_reslist_t *readers;
@@ -368,6 +372,23 @@ static void od_sqlite_bind_text(sqlite3_stmt *st, int i, const char *v, apr_size
     sqlite3_bind_text(st, i, v, (int) len, SQLITE_STATIC);
 }
 
+/* Adds an order to the idempotency index. The index doubles when it is full (more orders in one
+ * window than it was sized for), which operators should see: it is memory held for good. */
+static void od_sqlite_remember(od_sqlite_t *s, apr_uint64_t fp, apr_int64_t row,
+                               apr_time_t expires_at)
+{
+    apr_size_t capacity = od_idemidx_capacity(s->w.idx);
+
+    od_idemidx_add(s->w.idx, fp, row, expires_at);
+    if (od_idemidx_capacity(s->w.idx) != capacity) {
+        od_log_info(s->log,
+                    "sqlite: the idempotency index grew to %" APR_SIZE_T_FMT
+                    " entries (%" APR_SIZE_T_FMT
+                    " MiB): a window held more orders than it had room for",
+                    od_idemidx_capacity(s->w.idx), od_idemidx_capacity(s->w.idx) * 32 >> 20);
+    }
+}
+
 /* Reads the order stored at @p row; if it has @p req's key, fills the result with it.
  * Returns SQLITE_ROW for a hit, SQLITE_DONE for another key (or no such row), or an error. */
 static int od_sqlite_replay_row(od_sqlite_t *s, od_sqlite_req_t *req, apr_int64_t row)
@@ -504,16 +525,24 @@ static apr_status_t od_sqlite_apply(od_sqlite_t *s, od_sqlite_req_t *req)
     }
     apr_status_t rv = od_sqlite_run(s, s->w.sp_release);
     if (rv == APR_SUCCESS && row != 0) {
-        od_idemidx_add(s->w.idx, req->fp, row, req->order->expires_at);
+        od_sqlite_remember(s, req->fp, row, req->order->expires_at);
         s->w.added++;
     }
     return rv;
+}
+
+/* Publishes the index's size for od_store_stats. */
+static void od_sqlite_index_gauges(od_sqlite_t *s)
+{
+    apr_atomic_set64(&s->idx_entries, od_idemidx_count(s->w.idx));
+    apr_atomic_set64(&s->idx_capacity, od_idemidx_capacity(s->w.idx));
 }
 
 /* Drops the index entries expired at @p now (see OD_SQLITE_IDEM_GRACE). */
 static void od_sqlite_expire(od_sqlite_t *s, apr_time_t now)
 {
     od_idemidx_expire(s->w.idx, now - OD_SQLITE_IDEM_GRACE);
+    od_sqlite_index_gauges(s);
 }
 
 /* Deletes the outbox rows of events marked published, in a savepoint of the batch's
@@ -846,6 +875,7 @@ static void *APR_THREAD_FUNC od_sqlite_writer(apr_thread_t *thread, void *data)
         if (s->w.catch_up) {
             od_sqlite_catch_up(s);
         }
+        od_sqlite_index_gauges(s);
         apr_thread_mutex_lock(s->lock);
     }
     apr_thread_mutex_unlock(s->lock);
@@ -1069,7 +1099,17 @@ static apr_status_t od_sqlite_pending(void *impl, apr_time_t due_before, int max
     return APR_SUCCESS;
 }
 
+static void od_sqlite_stats(void *impl, od_store_stats_t *out)
+{
+    od_sqlite_t *s = impl;
+
+    out->has_index = 1;
+    out->index_entries = (apr_size_t) apr_atomic_read64(&s->idx_entries);
+    out->index_capacity = (apr_size_t) apr_atomic_read64(&s->idx_capacity);
+}
+
 static const od_store_ops_t od_sqlite_ops = {.name = "sqlite",
+                                             .stats = od_sqlite_stats,
                                              .put = od_sqlite_put,
                                              .get = od_sqlite_get,
                                              .pending = od_sqlite_pending,
@@ -1208,8 +1248,8 @@ static void od_sqlite_restore(od_sqlite_t *s, sqlite3_stmt *st, apr_time_t now)
     if (expires_at > now - OD_SQLITE_IDEM_GRACE) {
         const char *caller = (const char *) sqlite3_column_text(st, 1);
         const char *idem_key = (const char *) sqlite3_column_text(st, 2);
-        od_idemidx_add(s->w.idx, od_idemidx_fingerprint(s->w.idx, caller, idem_key),
-                       sqlite3_column_int64(st, 0), expires_at);
+        od_sqlite_remember(s, od_idemidx_fingerprint(s->w.idx, caller, idem_key),
+                           sqlite3_column_int64(st, 0), expires_at);
     }
 }
 
@@ -1259,6 +1299,7 @@ static apr_status_t od_sqlite_start(od_sqlite_t *s, int readers, apr_pool_t *p)
     }
     if (rv == APR_SUCCESS) {
         rv = od_sqlite_rebuild(s);
+        od_sqlite_index_gauges(s);
     }
     if (rv == APR_SUCCESS) {
         rv = od_sqlite_sync_create(s, &s->lock, &s->work, "writer", p);

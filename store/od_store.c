@@ -1,6 +1,8 @@
 /* od_store: dispatch to the configured backend. */
 #include "od_store.h"
 
+#include <string.h>
+
 struct od_store_s {
     const od_store_ops_t *ops;
     void *impl;
@@ -42,6 +44,14 @@ apr_status_t od_store_get(od_store_t *store, const char *caller, const char *ord
                           od_store_result_t *result, apr_pool_t *p)
 {
     return store->ops->get(store->impl, caller, order_id, result, p);
+}
+
+void od_store_stats(od_store_t *store, od_store_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (store->ops->stats != NULL) {
+        store->ops->stats(store->impl, out);
+    }
 }
 
 const char *od_store_name(const od_store_t *store)

@@ -67,6 +67,13 @@ typedef struct od_store_result_t {
  */
 typedef void (*od_store_done_fn)(void *baton, apr_status_t status);
 
+/** Gauges of a backend's in-process state; a snapshot. */
+typedef struct od_store_stats_t {
+    int has_index;             /* the backend keeps idempotency records in memory (SQLite) */
+    apr_size_t index_entries;  /* records held (live, or expired and not yet dropped) */
+    apr_size_t index_capacity; /* records it holds before it next grows */
+} od_store_stats_t;
+
 /** What a backend implements; each function has the contract of the od_store_ wrapper below. */
 typedef struct od_store_ops_t {
     const char *name;
@@ -82,6 +89,8 @@ typedef struct od_store_ops_t {
     /* Optional (NULL: od_store_put_async runs put and completes on the caller's thread). */
     void (*put_async)(void *impl, const od_store_order_t *order, od_store_result_t *result,
                       od_store_done_fn done, void *baton, apr_pool_t *p);
+    /* Optional (NULL: nothing to report). */
+    void (*stats)(void *impl, od_store_stats_t *out);
 } od_store_ops_t;
 
 /**
@@ -117,6 +126,12 @@ void od_store_put_async(od_store_t *store, const od_store_order_t *order, od_sto
  * the caller's thread (DynamoDB: a network call). Thread-safe.
  */
 int od_store_put_never_blocks(const od_store_t *store);
+
+/**
+ * Fills @p out with the backend's gauges (all zero if it has none). Never blocks for long; for
+ * SQLite the figures are those after the writer's last batch. Thread-safe.
+ */
+void od_store_stats(od_store_t *store, od_store_stats_t *out);
 
 /**
  * Reads order @p order_id if it belongs to @p caller. Returns APR_SUCCESS with @p result
