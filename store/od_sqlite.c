@@ -313,6 +313,15 @@ static apr_status_t od_sqlite_writer_open(od_sqlite_t *s)
     if (rv == APR_SUCCESS) {
         rv = od_sqlite_schema_open(s);
     }
+#ifdef ORDERD_FAULT_INJECTION
+    /* Test builds: ORDERD_FAULT_SQLITE_MAX_PAGES=N makes the file "full" at N pages. */
+    const char *max_pages = getenv("ORDERD_FAULT_SQLITE_MAX_PAGES");
+    if (rv == APR_SUCCESS && max_pages != NULL) {
+        char sql[64];
+        apr_snprintf(sql, sizeof(sql), "PRAGMA max_page_count=%d", atoi(max_pages));
+        rv = od_sqlite_exec(s, w->db, sql);
+    }
+#endif
     struct {
         sqlite3_stmt **st;
         const char *sql;
@@ -578,6 +587,30 @@ static void od_sqlite_apply_marks(od_sqlite_t *s, const od_sqlite_marks_t *marks
 }
 
 /* One transaction: each queued write in its savepoint, then the published marks. */
+/* APR_SUCCESS while the batch's transaction is open. After some errors (SQLITE_FULL, I/O
+ * errors) SQLite rolls the whole transaction back by itself: the batch's earlier orders are
+ * then gone too, and the rest must not run one by one outside a transaction. */
+static apr_status_t od_sqlite_in_transaction(od_sqlite_t *s)
+{
+    if (!sqlite3_get_autocommit(s->w.db)) {
+        return APR_SUCCESS;
+    }
+    od_log_error(s->log,
+                 "sqlite: the transaction of a batch was rolled back on %s (%s); the whole"
+                 " batch fails",
+                 s->path, sqlite3_errmsg(s->w.db));
+    return OD_EUNAVAIL;
+}
+
+/* No order of a failed batch exists: neither may their index entries. */
+static void od_sqlite_fail_batch(od_sqlite_t *s, od_sqlite_req_t *batch)
+{
+    od_idemidx_drop_newest(s->w.idx, s->w.added);
+    for (od_sqlite_req_t *r = batch; r != NULL; r = r->next) {
+        r->status = OD_EUNAVAIL;
+    }
+}
+
 static void od_sqlite_commit_batch(od_sqlite_t *s, od_sqlite_req_t *batch,
                                    const od_sqlite_marks_t *marks)
 {
@@ -585,19 +618,19 @@ static void od_sqlite_commit_batch(od_sqlite_t *s, od_sqlite_req_t *batch,
 
     od_sqlite_expire(s, apr_time_now());
     s->w.added = 0;
-    for (od_sqlite_req_t *r = batch; r != NULL; r = r->next) {
-        r->status = rv == APR_SUCCESS ? od_sqlite_apply(s, r) : OD_EUNAVAIL;
+    for (od_sqlite_req_t *r = batch; r != NULL && rv == APR_SUCCESS; r = r->next) {
+        r->status = od_sqlite_apply(s, r);
+        rv = od_sqlite_in_transaction(s);
     }
     if (rv == APR_SUCCESS) {
         od_sqlite_apply_marks(s, marks);
+        rv = od_sqlite_in_transaction(s);
     }
-    if (rv == APR_SUCCESS && od_sqlite_run(s, s->w.commit) != APR_SUCCESS) {
+    if (rv == APR_SUCCESS && (rv = od_sqlite_run(s, s->w.commit)) != APR_SUCCESS) {
         od_sqlite_run(s, s->w.rollback);
-        /* None of the batch's orders exists: neither may their index entries. */
-        od_idemidx_drop_newest(s->w.idx, s->w.added);
-        for (od_sqlite_req_t *r = batch; r != NULL; r = r->next) {
-            r->status = OD_EUNAVAIL;
-        }
+    }
+    if (rv != APR_SUCCESS) {
+        od_sqlite_fail_batch(s, batch);
     }
 }
 

@@ -641,6 +641,61 @@ static int async_completed(async_t *a)
     return n;
 }
 
+/* The file fills up (a page limit, in test builds) under batches of asynchronous puts. SQLite
+ * then rolls back the whole transaction of the batch that hit it: each order either is stored
+ * whole and was answered so, or failed and left nothing, not even its idempotency record. */
+START_TEST(test_sqlite_full_file_fails_whole_orders)
+{
+#ifdef ORDERD_FAULT_INJECTION
+    apr_pool_t *p1 = NULL;
+    async_t *a = apr_pcalloc(pool, sizeof(*a));
+    async_req_t *reqs = apr_pcalloc(pool, sizeof(*reqs) * ASYNC_N);
+    const char *pad = apr_psprintf(pool, "{\"pad\":\"%0800d\"}", 0);
+    od_store_result_t r;
+    int ok = 0;
+
+    setenv("ORDERD_FAULT_SQLITE_MAX_PAGES", "48", 1);
+    apr_pool_create(&p1, pool);
+    a->store = open_store(p1);
+    unsetenv("ORDERD_FAULT_SQLITE_MAX_PAGES");
+    ck_assert_int_eq(apr_thread_mutex_create(&a->lock, APR_THREAD_MUTEX_DEFAULT, pool),
+                     APR_SUCCESS);
+    for (int i = 0; i < ASYNC_N; i++) {
+        a->o[i] = order_with_event(apr_psprintf(pool, "k%d", i), apr_psprintf(pool, "01F%023d", i),
+                                   apr_psprintf(pool, "01G%023d", i));
+        a->o[i].body = pad;
+        a->o[i].body_len = strlen(pad);
+        reqs[i] = (async_req_t){a, i};
+        od_store_put_async(a->store, &a->o[i], &a->res[i], async_done, &reqs[i], pool);
+    }
+    for (int waited = 0; async_completed(a) < ASYNC_N && waited < 500; waited++) {
+        apr_sleep(apr_time_from_msec(10));
+    }
+    ck_assert_int_eq(async_completed(a), ASYNC_N);
+    apr_pool_destroy(p1);
+
+    od_store_t *s = open_store(pool); /* without the limit: the index is rebuilt from the file */
+    for (int i = 0; i < ASYNC_N; i++) {
+        int stored = a->rv[i] == APR_SUCCESS;
+        od_store_order_t again =
+            order("c1", apr_psprintf(pool, "k%d", i), apr_psprintf(pool, "01H%023d", i), t0 + 1);
+        ck_assert_msg(stored || a->rv[i] == OD_EUNAVAIL, "order %d: status %d", i, a->rv[i]);
+        ck_assert_int_eq(od_store_get(s, "c1", a->o[i].order_id, &r, pool),
+                         (stored ? APR_SUCCESS : OD_ENOTFOUND));
+        ck_assert_int_eq(od_store_put(s, &again, &r, pool), APR_SUCCESS);
+        ck_assert_int_eq(r.outcome, (stored ? OD_STORE_REPLAYED : OD_STORE_CREATED));
+        ok += stored;
+    }
+    ck_assert_int_gt(ok, 10);
+    ck_assert_int_lt(ok, ASYNC_N);
+    apr_array_header_t *events = NULL;
+    ck_assert_int_eq(od_store_pending(s, t0 + apr_time_from_sec(3600), 10 * ASYNC_N, &events, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(events->nelts, ok); /* one per stored order; the failed left none */
+#endif
+}
+END_TEST
+
 START_TEST(test_sqlite_put_async_completes_once_after_commit)
 {
     async_t *a = apr_pcalloc(pool, sizeof(*a));
@@ -794,6 +849,7 @@ Suite *od_sqlite_suite(void)
     tcase_add_test(tc_conc, test_sqlite_concurrent_unique_all_stored);
     tcase_add_test(tc_conc, test_sqlite_wal_checkpointed_and_bounded);
     tcase_add_test(tc_conc, test_sqlite_put_async_completes_once_after_commit);
+    tcase_add_test(tc_conc, test_sqlite_full_file_fails_whole_orders);
     tcase_add_test(tc, test_sqlite_put_async_after_stop_is_shutdown);
     suite_add_tcase(s, tc_conc);
     return s;
