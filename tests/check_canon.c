@@ -6,29 +6,15 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Check fixtures take no argument, so the per-test pool has to live here. */
-static apr_pool_t *pool;
-
-static void setup(void)
-{
-    ck_assert_int_eq(apr_pool_create(&pool, NULL), APR_SUCCESS);
-}
-
-static void teardown(void)
-{
-    apr_pool_destroy(pool);
-    pool = NULL;
-}
-
 static const char *canon(const char *text)
 {
     json_object *doc = NULL;
     const char *why = NULL;
     apr_size_t len = 0;
 
-    ck_assert_msg(od_json_parse(&doc, &why, text, strlen(text), pool) == APR_SUCCESS,
+    ck_assert_msg(od_json_parse(&doc, &why, text, strlen(text), od_test_pool) == APR_SUCCESS,
                   "'%s' rejected: %s", text, why);
-    const char *out = od_canon_serialize(doc, &len, pool);
+    const char *out = od_canon_serialize(doc, &len, od_test_pool);
     ck_assert_uint_eq(len, strlen(out));
     return out;
 }
@@ -37,8 +23,8 @@ static const char *key_of(const char *caller, const char *canonical)
 {
     od_canon_hasher_t *h = NULL;
 
-    ck_assert_int_eq(od_canon_hasher_create(&h, pool), APR_SUCCESS);
-    return od_canon_idempotency_key(h, caller, canonical, strlen(canonical), pool);
+    ck_assert_int_eq(od_canon_hasher_create(&h, od_test_pool), APR_SUCCESS);
+    return od_canon_idempotency_key(h, caller, canonical, strlen(canonical), od_test_pool);
 }
 
 /* The request used for the known-answer vectors, already in canonical form. */
@@ -164,8 +150,8 @@ START_TEST(test_canon_input_not_modified)
     const char *why = NULL;
     const char *text = "{\"b\":1,\"a\":[\"x\"]}";
 
-    ck_assert_int_eq(od_json_parse(&doc, &why, text, strlen(text), pool), APR_SUCCESS);
-    od_canon_serialize(doc, NULL, pool);
+    ck_assert_int_eq(od_json_parse(&doc, &why, text, strlen(text), od_test_pool), APR_SUCCESS);
+    od_canon_serialize(doc, NULL, od_test_pool);
     ck_assert_str_eq(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN), text);
 }
 END_TEST
@@ -192,8 +178,8 @@ START_TEST(test_canon_key_uses_len_not_nul)
     /* Only the first two bytes count. */
     od_canon_hasher_t *h = NULL;
 
-    ck_assert_int_eq(od_canon_hasher_create(&h, pool), APR_SUCCESS);
-    ck_assert_str_eq(od_canon_idempotency_key(h, "anonymous", "{}garbage", 2, pool),
+    ck_assert_int_eq(od_canon_hasher_create(&h, od_test_pool), APR_SUCCESS);
+    ck_assert_str_eq(od_canon_idempotency_key(h, "anonymous", "{}garbage", 2, od_test_pool),
                      "a6974d0600e0df70b335972acbf4527ca88650bdb7fc7e5f601a0987c8347ed5");
 }
 END_TEST
@@ -237,7 +223,7 @@ Suite *od_canon_suite(void)
     Suite *s = suite_create("canon");
     TCase *tc = tcase_create("core");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, od_test_pool_setup, od_test_pool_teardown);
     tcase_add_test(tc, test_canon_exact_output);
     tcase_add_test(tc, test_canon_member_order_invariant);
     tcase_add_test(tc, test_canon_whitespace_invariant);

@@ -9,21 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static apr_pool_t *pool;
-
-static void setup(void)
-{
-    apr_pool_create(&pool, NULL);
-}
-
-static void teardown(void)
-{
-    apr_pool_destroy(pool);
-}
-
 static apr_status_t parse(od_settings_t *s, const char *text, const char **err)
 {
-    return od_config_parse(s, text, strlen(text), "t.conf", err, pool);
+    return od_config_parse(s, text, strlen(text), "t.conf", err, od_test_pool);
 }
 
 /* Asserts that text is refused with a message that starts with want. */
@@ -139,7 +127,8 @@ START_TEST(test_config_nul_byte_refused)
     const char *err = NULL;
     const char text[] = "listen_port = 1\0\n";
 
-    ck_assert_int_eq(od_config_parse(&s, text, sizeof(text) - 1, "t.conf", &err, pool), OD_ECONFIG);
+    ck_assert_int_eq(od_config_parse(&s, text, sizeof(text) - 1, "t.conf", &err, od_test_pool),
+                     OD_ECONFIG);
     ck_assert_str_eq(err, "t.conf: file contains a NUL byte");
 }
 END_TEST
@@ -195,7 +184,7 @@ Suite *od_config_suite(void)
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("parse");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, od_test_pool_setup, od_test_pool_teardown);
     tcase_add_test(tc, test_config_empty_gives_defaults);
     tcase_add_test(tc, test_config_every_type_parses);
     tcase_add_test(tc, test_config_unknown_key_names_line);

@@ -2,26 +2,13 @@
 #include "od_daemon.h"
 #include "od_suites.h"
 
-static apr_pool_t *pool;
-
-static void setup(void)
-{
-    ck_assert_int_eq(apr_pool_create(&pool, NULL), APR_SUCCESS);
-}
-
-static void teardown(void)
-{
-    apr_pool_destroy(pool);
-    pool = NULL;
-}
-
 static const od_daemon_cli_t with_flag = {"prog", "usage: prog\n", "init-store", "create"};
 static const od_daemon_cli_t no_flag = {"prog", "usage: prog\n", NULL, NULL};
 
 #define PARSE(cli, args, ...)                                                                      \
     od_daemon_parse_args((cli), (args),                                                            \
                          (int) (sizeof((const char *[]){"prog", __VA_ARGS__}) / sizeof(char *)),   \
-                         (const char *const[]){"prog", __VA_ARGS__}, pool)
+                         (const char *const[]){"prog", __VA_ARGS__}, od_test_pool)
 
 START_TEST(test_daemon_parses_config_test_and_flag)
 {
@@ -64,7 +51,7 @@ Suite *od_daemon_suite(void)
     Suite *s = suite_create("daemon");
     TCase *tc = tcase_create("core");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, od_test_pool_setup, od_test_pool_teardown);
     tcase_add_test(tc, test_daemon_parses_config_test_and_flag);
     tcase_add_test(tc, test_daemon_version_and_help_exit_zero);
     tcase_add_test(tc, test_daemon_bad_command_lines_are_2);

@@ -10,23 +10,11 @@
 
 #define T0 APR_INT64_C(1700000000000000)
 
-static apr_pool_t *pool;
-
-static void setup(void)
-{
-    ck_assert_int_eq(apr_pool_create(&pool, NULL), APR_SUCCESS);
-}
-
-static void teardown(void)
-{
-    apr_pool_destroy(pool);
-}
-
 static od_idemidx_t *make(apr_size_t capacity)
 {
     od_idemidx_t *ix = NULL;
 
-    ck_assert_int_eq(od_idemidx_create(&ix, capacity, pool), APR_SUCCESS);
+    ck_assert_int_eq(od_idemidx_create(&ix, capacity, od_test_pool), APR_SUCCESS);
     ck_assert_ptr_nonnull(ix);
     return ix;
 }
@@ -250,7 +238,7 @@ Suite *od_idemidx_suite(void)
     Suite *s = suite_create("idemidx");
     TCase *tc = tcase_create("core");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, od_test_pool_setup, od_test_pool_teardown);
     tcase_add_test(tc, test_idemidx_add_then_find);
     tcase_add_test(tc, test_idemidx_live_only_before_expiry);
     tcase_add_test(tc, test_idemidx_shared_fingerprint_yields_every_row);

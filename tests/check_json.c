@@ -5,25 +5,11 @@
 
 #include <string.h>
 
-/* Check fixtures take no argument, so the per-test pool has to live here. */
-static apr_pool_t *pool;
-
-static void setup(void)
-{
-    ck_assert_int_eq(apr_pool_create(&pool, NULL), APR_SUCCESS);
-}
-
-static void teardown(void)
-{
-    apr_pool_destroy(pool);
-    pool = NULL;
-}
-
 static json_object *parse_ok(const char *text, apr_size_t len)
 {
     json_object *doc = NULL;
     const char *why = "unset";
-    apr_status_t rv = od_json_parse(&doc, &why, text, len, pool);
+    apr_status_t rv = od_json_parse(&doc, &why, text, len, od_test_pool);
 
     ck_assert_msg(rv == APR_SUCCESS, "'%.*s' rejected: %s", (int) len, text, why);
     return doc;
@@ -34,7 +20,7 @@ static const char *parse_bad(const char *text, apr_size_t len)
 {
     json_object *doc = (json_object *) 1;
     const char *why = NULL;
-    apr_status_t rv = od_json_parse(&doc, &why, text, len, pool);
+    apr_status_t rv = od_json_parse(&doc, &why, text, len, od_test_pool);
 
     ck_assert_msg(rv == OD_EINVAL, "'%.*s' accepted", (int) len, text);
     ck_assert_ptr_null(doc);
@@ -392,11 +378,11 @@ START_TEST(test_json_document_released_with_pool)
     json_object *doc = NULL;
     const char *why = NULL;
 
-    ck_assert_int_eq(apr_pool_create(&sub, pool), APR_SUCCESS);
+    ck_assert_int_eq(apr_pool_create(&sub, od_test_pool), APR_SUCCESS);
     ck_assert_int_eq(od_json_parse(&doc, &why, "{\"a\":1}", 7, sub), APR_SUCCESS);
     json_object_get(doc);
     apr_pool_destroy(sub);
-    /* The pool's cleanup dropped its reference, so ours is the last one. */
+    /* The test pool's cleanup dropped its reference, so ours is the last one. */
     ck_assert_int_eq(json_object_put(doc), 1);
 }
 END_TEST
@@ -406,7 +392,7 @@ Suite *od_json_suite(void)
     Suite *s = suite_create("json");
     TCase *tc = tcase_create("core");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, od_test_pool_setup, od_test_pool_teardown);
     tcase_add_test(tc, test_json_object_parses);
     tcase_add_test(tc, test_json_surrounding_whitespace_ok);
     tcase_add_test(tc, test_json_top_level_number_ok);

@@ -6,22 +6,9 @@
 #include <stdint.h>
 #include <string.h>
 
-static apr_pool_t *pool;
-
-static void setup(void)
-{
-    ck_assert_int_eq(apr_pool_create(&pool, NULL), APR_SUCCESS);
-}
-
-static void teardown(void)
-{
-    apr_pool_destroy(pool);
-    pool = NULL;
-}
-
 START_TEST(test_jsonw_nested_commas)
 {
-    od_jsonw_t *w = od_jsonw_create(pool);
+    od_jsonw_t *w = od_jsonw_create(od_test_pool);
     apr_size_t len = 0;
 
     od_jsonw_open(w, '{');
@@ -48,7 +35,7 @@ END_TEST
 
 START_TEST(test_jsonw_empty_containers)
 {
-    od_jsonw_t *w = od_jsonw_create(pool);
+    od_jsonw_t *w = od_jsonw_create(od_test_pool);
 
     od_jsonw_open(w, '{');
     od_jsonw_key(w, "a");
@@ -71,7 +58,7 @@ START_TEST(test_jsonw_escapes_as_json_c_does)
         "</script>",
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        od_jsonw_t *w = od_jsonw_create(pool);
+        od_jsonw_t *w = od_jsonw_create(od_test_pool);
         od_jsonw_string(w, cases[i]);
         json_object *ref = json_object_new_string(cases[i]);
         const char *want = json_object_to_json_string_ext(ref, JSON_C_TO_STRING_PLAIN |
@@ -87,7 +74,7 @@ END_TEST
  * build's leak check sees it). */
 START_TEST(test_jsonw_strings_in_sequence)
 {
-    od_jsonw_t *w = od_jsonw_create(pool);
+    od_jsonw_t *w = od_jsonw_create(od_test_pool);
 
     od_jsonw_open(w, '[');
     od_jsonw_string(w, "a longer string first");
@@ -103,7 +90,7 @@ END_TEST
 
 START_TEST(test_jsonw_int_extremes)
 {
-    od_jsonw_t *w = od_jsonw_create(pool);
+    od_jsonw_t *w = od_jsonw_create(od_test_pool);
 
     od_jsonw_open(w, '[');
     od_jsonw_int(w, INT64_MIN);
@@ -119,7 +106,7 @@ END_TEST
  * sanitizer build's leak check would report it otherwise). */
 START_TEST(test_jsonw_long_and_unfinished)
 {
-    od_jsonw_t *w = od_jsonw_create(pool);
+    od_jsonw_t *w = od_jsonw_create(od_test_pool);
     char big[3000];
     apr_size_t len = 0;
 
@@ -133,7 +120,7 @@ START_TEST(test_jsonw_long_and_unfinished)
     const char *doc = od_jsonw_finish(w, &len);
     ck_assert_uint_eq(len, 2 + 10 * (sizeof(big) - 1 + 2) + 9);
     ck_assert_uint_eq(strlen(doc), len);
-    od_jsonw_t *abandoned = od_jsonw_create(pool);
+    od_jsonw_t *abandoned = od_jsonw_create(od_test_pool);
     od_jsonw_open(abandoned, '{');
     od_jsonw_member_string(abandoned, "k", big);
 }
@@ -144,7 +131,7 @@ Suite *od_jsonw_suite(void)
     Suite *s = suite_create("jsonw");
     TCase *tc = tcase_create("core");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, od_test_pool_setup, od_test_pool_teardown);
     tcase_add_test(tc, test_jsonw_nested_commas);
     tcase_add_test(tc, test_jsonw_empty_containers);
     tcase_add_test(tc, test_jsonw_escapes_as_json_c_does);

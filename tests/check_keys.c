@@ -7,25 +7,13 @@
 #include <stdio.h>
 #include <string.h>
 
-static apr_pool_t *pool;
-
 /* Digests from `printf %s secret | sha256sum` and `printf %s other | sha256sum`. */
 #define HASH_SECRET "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
 #define HASH_OTHER_UPPER "D9298A10D1B0735837DC4BD85DAC641B0F3CEF27A47E5D53A54F2F3F5B2FCFFA"
 
-static void setup(void)
-{
-    apr_pool_create(&pool, NULL);
-}
-
-static void teardown(void)
-{
-    apr_pool_destroy(pool);
-}
-
 static apr_status_t parse(od_keys_t **k, const char *text, const char **err)
 {
-    return od_keys_parse(k, text, strlen(text), "keys", err, pool);
+    return od_keys_parse(k, text, strlen(text), "keys", err, od_test_pool);
 }
 
 START_TEST(test_keys_lookup_by_hash)
@@ -127,7 +115,7 @@ Suite *od_keys_suite(void)
     Suite *s = suite_create("keys");
     TCase *tc = tcase_create("file");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, od_test_pool_setup, od_test_pool_teardown);
     tcase_add_test(tc, test_keys_lookup_by_hash);
     tcase_add_test(tc, test_keys_bad_lines_name_the_line);
     tcase_add_test(tc, test_keys_name_length_limit);

@@ -17,26 +17,12 @@
 /* 2026-11-21T10:00:00Z is 1795255200 s after the epoch (date -u -d ... +%s). */
 #define FIXED_TIME (APR_INT64_C(1795255200) * APR_USEC_PER_SEC + 123456)
 
-/* Check fixtures take no argument, so the per-test pool has to live here. */
-static apr_pool_t *pool;
-
-static void setup(void)
-{
-    ck_assert_int_eq(apr_pool_create(&pool, NULL), APR_SUCCESS);
-}
-
-static void teardown(void)
-{
-    apr_pool_destroy(pool);
-    pool = NULL;
-}
-
 static od_order_rules_t *rules_with(const char *pattern, int max_quantity, int max_items)
 {
     od_order_rules_t *rules = NULL;
     const char *errmsg = NULL;
     apr_status_t rv =
-        od_order_rules_create(&rules, pattern, max_quantity, max_items, &errmsg, pool);
+        od_order_rules_create(&rules, pattern, max_quantity, max_items, &errmsg, od_test_pool);
 
     ck_assert_msg(rv == APR_SUCCESS, "rules: %s", errmsg);
     ck_assert_ptr_nonnull(rules);
@@ -52,7 +38,7 @@ static od_order_t *accept_with(const od_order_rules_t *rules, const char *body)
 {
     od_order_t *order = NULL;
     apr_array_header_t *errors = (apr_array_header_t *) 1;
-    apr_status_t rv = od_order_parse(&order, &errors, rules, body, strlen(body), pool);
+    apr_status_t rv = od_order_parse(&order, &errors, rules, body, strlen(body), od_test_pool);
 
     ck_assert_msg(rv == APR_SUCCESS, "rejected %s: %s: %s", body,
                   rv == APR_SUCCESS || errors->nelts == 0
@@ -76,7 +62,7 @@ static apr_array_header_t *reject_with(const od_order_rules_t *rules, const char
 {
     od_order_t *order = (od_order_t *) 1;
     apr_array_header_t *errors = NULL;
-    apr_status_t rv = od_order_parse(&order, &errors, rules, body, len, pool);
+    apr_status_t rv = od_order_parse(&order, &errors, rules, body, len, od_test_pool);
 
     ck_assert_msg(rv == OD_EINVAL, "accepted %s", body);
     ck_assert_ptr_null(order);
@@ -118,36 +104,36 @@ static void expect_fields(const apr_array_header_t *errors, int n, const char *c
 
 static const char *with_item(const char *item)
 {
-    return apr_psprintf(pool, BODY("%s"), item);
+    return apr_psprintf(od_test_pool, BODY("%s"), item);
 }
 
 static const char *with_quantity(const char *q)
 {
-    return with_item(
-        apr_psprintf(pool, "{\"sku\":\"ABC-1\",\"quantity\":%s,\"unit_price_cents\":1999}", q));
+    return with_item(apr_psprintf(
+        od_test_pool, "{\"sku\":\"ABC-1\",\"quantity\":%s,\"unit_price_cents\":1999}", q));
 }
 
 static const char *with_price(const char *v)
 {
-    return with_item(
-        apr_psprintf(pool, "{\"sku\":\"ABC-1\",\"quantity\":2,\"unit_price_cents\":%s}", v));
+    return with_item(apr_psprintf(od_test_pool,
+                                  "{\"sku\":\"ABC-1\",\"quantity\":2,\"unit_price_cents\":%s}", v));
 }
 
 static const char *with_sku(const char *v)
 {
     return with_item(
-        apr_psprintf(pool, "{\"sku\":%s,\"quantity\":2,\"unit_price_cents\":1999}", v));
+        apr_psprintf(od_test_pool, "{\"sku\":%s,\"quantity\":2,\"unit_price_cents\":1999}", v));
 }
 
 static const char *with_top(const char *customer, const char *currency)
 {
-    return apr_psprintf(pool, "{\"customer_id\":%s,\"currency\":%s,\"items\":[" ITEM "]}", customer,
-                        currency);
+    return apr_psprintf(od_test_pool, "{\"customer_id\":%s,\"currency\":%s,\"items\":[" ITEM "]}",
+                        customer, currency);
 }
 
 static const char *with_note(const char *note)
 {
-    return apr_psprintf(pool,
+    return apr_psprintf(od_test_pool,
                         "{\"customer_id\":\"CUST-000123\",\"currency\":\"EUR\",\"items\":[" ITEM
                         "],\"note\":%s}",
                         note);
@@ -158,7 +144,7 @@ static const char *with_items(int n)
     const char *items = "";
 
     for (int i = 0; i < n; i++) {
-        items = apr_pstrcat(pool, items, i > 0 ? "," : "", ITEM, NULL);
+        items = apr_pstrcat(od_test_pool, items, i > 0 ? "," : "", ITEM, NULL);
     }
     return with_item(items);
 }
@@ -169,9 +155,9 @@ static const char *repeat_string(const char *unit, int n)
     const char *s = "\"";
 
     for (int i = 0; i < n; i++) {
-        s = apr_pstrcat(pool, s, unit, NULL);
+        s = apr_pstrcat(od_test_pool, s, unit, NULL);
     }
-    return apr_pstrcat(pool, s, "\"", NULL);
+    return apr_pstrcat(od_test_pool, s, "\"", NULL);
 }
 
 static const char *canonical_of(const char *body)
@@ -193,7 +179,8 @@ START_TEST(test_order_rules_bad_pattern_rejected)
     od_order_rules_t *rules = (od_order_rules_t *) 1;
     const char *errmsg = NULL;
 
-    ck_assert_int_eq(od_order_rules_create(&rules, "^[a-z", 100, 10, &errmsg, pool), OD_ECONFIG);
+    ck_assert_int_eq(od_order_rules_create(&rules, "^[a-z", 100, 10, &errmsg, od_test_pool),
+                     OD_ECONFIG);
     ck_assert_ptr_null(rules);
     ck_assert_ptr_nonnull(errmsg);
     ck_assert_ptr_nonnull(strstr(errmsg, "^[a-z"));
@@ -205,11 +192,12 @@ START_TEST(test_order_rules_non_positive_limits_rejected)
     od_order_rules_t *rules = NULL;
     const char *errmsg = NULL;
 
-    ck_assert_int_eq(od_order_rules_create(&rules, CUSTOMER_PATTERN, 0, 10, &errmsg, pool),
+    ck_assert_int_eq(od_order_rules_create(&rules, CUSTOMER_PATTERN, 0, 10, &errmsg, od_test_pool),
                      OD_ECONFIG);
     ck_assert_ptr_nonnull(errmsg);
-    ck_assert_int_eq(od_order_rules_create(&rules, CUSTOMER_PATTERN, 100, -1, &errmsg, pool),
-                     OD_ECONFIG);
+    ck_assert_int_eq(
+        od_order_rules_create(&rules, CUSTOMER_PATTERN, 100, -1, &errmsg, od_test_pool),
+        OD_ECONFIG);
     ck_assert_ptr_null(rules);
 }
 END_TEST
@@ -572,7 +560,7 @@ END_TEST
 
 START_TEST(test_order_note_empty_accepted)
 {
-    const char *out = od_order_render(accept_body(with_note("\"\"")), "X", 0, pool);
+    const char *out = od_order_render(accept_body(with_note("\"\"")), "X", 0, od_test_pool);
 
     ck_assert_ptr_nonnull(strstr(out, "\"note\":\"\""));
 }
@@ -710,8 +698,8 @@ START_TEST(test_order_canonical_item_order_matters)
 {
     const char *other = "{\"sku\":\"XYZ-9\",\"quantity\":1,\"unit_price_cents\":5}";
 
-    ck_assert_str_ne(canonical_of(with_item(apr_pstrcat(pool, ITEM ",", other, NULL))),
-                     canonical_of(with_item(apr_pstrcat(pool, other, ",", ITEM, NULL))));
+    ck_assert_str_ne(canonical_of(with_item(apr_pstrcat(od_test_pool, ITEM ",", other, NULL))),
+                     canonical_of(with_item(apr_pstrcat(od_test_pool, other, ",", ITEM, NULL))));
 }
 END_TEST
 
@@ -724,10 +712,10 @@ START_TEST(test_order_idempotency_key_known_answer)
      * 2,"sku":"ABC-1","unit_price_cents":1999}]}' | sha256sum   (joined into one line, no white
      * space; python3 hashlib.sha256 gives the same) */
     od_canon_hasher_t *h = NULL;
-    ck_assert_int_eq(od_canon_hasher_create(&h, pool), APR_SUCCESS);
-    ck_assert_str_eq(od_canon_idempotency_key(h, "anonymous", canonical, len, pool),
+    ck_assert_int_eq(od_canon_hasher_create(&h, od_test_pool), APR_SUCCESS);
+    ck_assert_str_eq(od_canon_idempotency_key(h, "anonymous", canonical, len, od_test_pool),
                      "115bc535255cb456dbecd5ce1323b34f56af58e6b1f3fbc2501d080403b7832c");
-    ck_assert_str_ne(od_canon_idempotency_key(h, "alice", canonical, len, pool),
+    ck_assert_str_ne(od_canon_idempotency_key(h, "alice", canonical, len, od_test_pool),
                      "115bc535255cb456dbecd5ce1323b34f56af58e6b1f3fbc2501d080403b7832c");
 }
 END_TEST
@@ -738,7 +726,7 @@ START_TEST(test_order_total_max)
     const char *items = item;
 
     for (int i = 1; i < MAX_ITEMS; i++) {
-        items = apr_pstrcat(pool, items, ",", item, NULL);
+        items = apr_pstrcat(od_test_pool, items, ",", item, NULL);
     }
     ck_assert(od_order_total_cents(accept_body(with_item(items))) == APR_INT64_C(1000000000000));
 }
@@ -749,8 +737,8 @@ START_TEST(test_order_total_overflow_rejected)
     od_order_rules_t *rules = rules_with(CUSTOMER_PATTERN, 2147483647, MAX_ITEMS);
     const char *item =
         "{\"sku\":\"ABC-1\",\"quantity\":2147483647,\"unit_price_cents\":1000000000}";
-    const char *body =
-        with_item(apr_pstrcat(pool, item, ",", item, ",", item, ",", item, ",", item, NULL));
+    const char *body = with_item(
+        apr_pstrcat(od_test_pool, item, ",", item, ",", item, ",", item, ",", item, NULL));
     apr_array_header_t *errors = reject_with(rules, body, strlen(body));
 
     ck_assert_int_eq(errors->nelts, 1);
@@ -777,7 +765,7 @@ START_TEST(test_order_render_exact)
                                     "\"currency\":\"EUR\",\"customer_id\":\"CUST-000123\"}");
 
     ck_assert_str_eq(
-        od_order_render(order, "01JDQ8Z6V9X4S3R2P1N0M7K5H4", FIXED_TIME, pool),
+        od_order_render(order, "01JDQ8Z6V9X4S3R2P1N0M7K5H4", FIXED_TIME, od_test_pool),
         "{\"order_id\":\"01JDQ8Z6V9X4S3R2P1N0M7K5H4\",\"status\":\"ACCEPTED\","
         "\"customer_id\":\"CUST-000123\",\"currency\":\"EUR\",\"items\":[{\"sku\":"
         "\"ABC-1\",\"quantity\":2,\"unit_price_cents\":1999},{\"sku\":\"XYZ-9\","
@@ -789,7 +777,7 @@ END_TEST
 START_TEST(test_order_render_without_note)
 {
     ck_assert_str_eq(
-        od_order_render(accept_body(BODY(ITEM)), "ID1", FIXED_TIME, pool),
+        od_order_render(accept_body(BODY(ITEM)), "ID1", FIXED_TIME, od_test_pool),
         "{\"order_id\":\"ID1\",\"status\":\"ACCEPTED\",\"customer_id\":\"CUST-000123\","
         "\"currency\":\"EUR\",\"items\":[{\"sku\":\"ABC-1\",\"quantity\":2,"
         "\"unit_price_cents\":1999}],\"total_cents\":3998,"
@@ -804,7 +792,7 @@ START_TEST(test_order_survives_body_reuse)
 
     memset(body, 'x', sizeof(body) - 1);
     ck_assert_ptr_nonnull(
-        strstr(od_order_render(order, "ID", 0, pool), "\"customer_id\":\"CUST-000123\""));
+        strstr(od_order_render(order, "ID", 0, od_test_pool), "\"customer_id\":\"CUST-000123\""));
 }
 END_TEST
 
@@ -814,7 +802,7 @@ Suite *od_order_suite(void)
     TCase *tc = tcase_create("core");
     int nwrong = (int) (sizeof(wrong_quantities) / sizeof(wrong_quantities[0]));
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, od_test_pool_setup, od_test_pool_teardown);
     tcase_add_test(tc, test_order_valid_accepted);
     tcase_add_test(tc, test_order_rules_bad_pattern_rejected);
     tcase_add_test(tc, test_order_rules_non_positive_limits_rejected);

@@ -5,20 +5,6 @@
 #include <json-c/json.h>
 #include <string.h>
 
-/* Check fixtures take no argument, so the per-test pool has to live here. */
-static apr_pool_t *pool;
-
-static void setup(void)
-{
-    ck_assert_int_eq(apr_pool_create(&pool, NULL), APR_SUCCESS);
-}
-
-static void teardown(void)
-{
-    apr_pool_destroy(pool);
-    pool = NULL;
-}
-
 static apr_status_t put_cleanup(void *doc)
 {
     json_object_put(doc);
@@ -36,7 +22,7 @@ static json_object *reparse(const char *body)
     ck_assert_uint_eq(json_tokener_get_parse_end(tok), strlen(body));
     json_tokener_free(tok);
     ck_assert(json_object_is_type(doc, json_type_object));
-    apr_pool_cleanup_register(pool, doc, put_cleanup, apr_pool_cleanup_null);
+    apr_pool_cleanup_register(od_test_pool, doc, put_cleanup, apr_pool_cleanup_null);
     return doc;
 }
 
@@ -51,11 +37,12 @@ static const char *member_str(json_object *obj, const char *key)
 
 START_TEST(test_problem_render_all_members)
 {
-    apr_array_header_t *errors = apr_array_make(pool, 2, sizeof(od_field_error_t));
+    apr_array_header_t *errors = apr_array_make(od_test_pool, 2, sizeof(od_field_error_t));
     od_problem_add(errors, "items[0].quantity", "must be between 1 and 100");
     od_problem_add(errors, "", "malformed JSON");
-    const char *body = od_problem_render(422, "https://orderd.example/problems/validation",
-                                         "Validation failed", "2 fields are invalid", errors, pool);
+    const char *body =
+        od_problem_render(422, "https://orderd.example/problems/validation", "Validation failed",
+                          "2 fields are invalid", errors, od_test_pool);
     json_object *doc = reparse(body);
     json_object *v = NULL;
 
@@ -78,9 +65,9 @@ END_TEST
 START_TEST(test_problem_render_member_order)
 {
     static const char *const order[] = {"type", "title", "status", "detail", "errors"};
-    apr_array_header_t *errors = apr_array_make(pool, 1, sizeof(od_field_error_t));
+    apr_array_header_t *errors = apr_array_make(od_test_pool, 1, sizeof(od_field_error_t));
     od_problem_add(errors, "note", "must be a string");
-    json_object *doc = reparse(od_problem_render(400, NULL, "Bad", "d", errors, pool));
+    json_object *doc = reparse(od_problem_render(400, NULL, "Bad", "d", errors, od_test_pool));
     struct json_object_iter it;
     int i = 0;
 
@@ -96,11 +83,11 @@ END_TEST
 
 START_TEST(test_problem_render_exact)
 {
-    apr_array_header_t *errors = apr_array_make(pool, 1, sizeof(od_field_error_t));
+    apr_array_header_t *errors = apr_array_make(od_test_pool, 1, sizeof(od_field_error_t));
     od_problem_add(errors, "customer_id", "is required");
 
     ck_assert_str_eq(
-        od_problem_render(422, "about:blank", "Unprocessable", "see errors", errors, pool),
+        od_problem_render(422, "about:blank", "Unprocessable", "see errors", errors, od_test_pool),
         "{\"type\":\"about:blank\",\"title\":\"Unprocessable\",\"status\":422,"
         "\"detail\":\"see errors\",\"errors\":[{\"field\":\"customer_id\","
         "\"message\":\"is required\"}]}");
@@ -109,16 +96,16 @@ END_TEST
 
 START_TEST(test_problem_render_defaults)
 {
-    ck_assert_str_eq(od_problem_render(404, NULL, "Not Found", NULL, NULL, pool),
+    ck_assert_str_eq(od_problem_render(404, NULL, "Not Found", NULL, NULL, od_test_pool),
                      "{\"type\":\"about:blank\",\"title\":\"Not Found\",\"status\":404}");
 }
 END_TEST
 
 START_TEST(test_problem_render_empty_errors_omitted)
 {
-    apr_array_header_t *errors = apr_array_make(pool, 1, sizeof(od_field_error_t));
+    apr_array_header_t *errors = apr_array_make(od_test_pool, 1, sizeof(od_field_error_t));
 
-    ck_assert_str_eq(od_problem_render(503, NULL, "Unavailable", "retry", errors, pool),
+    ck_assert_str_eq(od_problem_render(503, NULL, "Unavailable", "retry", errors, od_test_pool),
                      "{\"type\":\"about:blank\",\"title\":\"Unavailable\",\"status\":503,"
                      "\"detail\":\"retry\"}");
 }
@@ -127,7 +114,7 @@ END_TEST
 START_TEST(test_problem_render_escapes_round_trip)
 {
     const char *detail = "quote \" back \\ slash / nl \n tab \t e \xc3\xa9 ctl \x01";
-    json_object *doc = reparse(od_problem_render(400, NULL, "T", detail, NULL, pool));
+    json_object *doc = reparse(od_problem_render(400, NULL, "T", detail, NULL, od_test_pool));
 
     ck_assert_str_eq(member_str(doc, "detail"), detail);
 }
@@ -135,7 +122,7 @@ END_TEST
 
 START_TEST(test_problem_add_copies)
 {
-    apr_array_header_t *errors = apr_array_make(pool, 1, sizeof(od_field_error_t));
+    apr_array_header_t *errors = apr_array_make(od_test_pool, 1, sizeof(od_field_error_t));
     char field[] = "note";
     char message[] = "too long";
 
@@ -150,7 +137,7 @@ END_TEST
 
 START_TEST(test_problem_add_appends_in_order)
 {
-    apr_array_header_t *errors = apr_array_make(pool, 1, sizeof(od_field_error_t));
+    apr_array_header_t *errors = apr_array_make(od_test_pool, 1, sizeof(od_field_error_t));
 
     od_problem_add(errors, "a", "1");
     od_problem_add(errors, "b", "2");
@@ -172,7 +159,7 @@ Suite *od_problem_suite(void)
     Suite *s = suite_create("problem");
     TCase *tc = tcase_create("core");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, od_test_pool_setup, od_test_pool_teardown);
     tcase_add_test(tc, test_problem_render_all_members);
     tcase_add_test(tc, test_problem_render_member_order);
     tcase_add_test(tc, test_problem_render_exact);

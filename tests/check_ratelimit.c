@@ -4,25 +4,13 @@
 
 #include <apr_thread_proc.h>
 
-static apr_pool_t *pool;
-
-static void setup(void)
-{
-    apr_pool_create(&pool, NULL);
-}
-
-static void teardown(void)
-{
-    apr_pool_destroy(pool);
-}
-
 START_TEST(test_ratelimit_burst_then_refused_with_wait)
 {
     od_ratelimit_t *rl = NULL;
     apr_interval_time_t wait = 0;
     apr_time_t t = apr_time_from_sec(1000);
 
-    ck_assert_int_eq(od_ratelimit_create(&rl, pool), APR_SUCCESS);
+    ck_assert_int_eq(od_ratelimit_create(&rl, od_test_pool), APR_SUCCESS);
     for (int i = 0; i < 5; i++) {
         ck_assert_int_eq(od_ratelimit_take(rl, "a", 2.0, 5, t, &wait), 1);
     }
@@ -41,7 +29,7 @@ START_TEST(test_ratelimit_callers_separate_and_refill_capped)
     apr_interval_time_t wait = 0;
     apr_time_t t = apr_time_from_sec(1000);
 
-    ck_assert_int_eq(od_ratelimit_create(&rl, pool), APR_SUCCESS);
+    ck_assert_int_eq(od_ratelimit_create(&rl, od_test_pool), APR_SUCCESS);
     ck_assert_int_eq(od_ratelimit_take(rl, "a", 1.0, 1, t, &wait), 1);
     ck_assert_int_eq(od_ratelimit_take(rl, "a", 1.0, 1, t, &wait), 0);
     ck_assert_int_eq(od_ratelimit_take(rl, "b", 1.0, 1, t, &wait), 1);
@@ -57,7 +45,7 @@ START_TEST(test_ratelimit_zero_rate_is_unlimited)
     od_ratelimit_t *rl = NULL;
     apr_interval_time_t wait = 0;
 
-    ck_assert_int_eq(od_ratelimit_create(&rl, pool), APR_SUCCESS);
+    ck_assert_int_eq(od_ratelimit_create(&rl, od_test_pool), APR_SUCCESS);
     for (int i = 0; i < 10000; i++) {
         ck_assert_int_eq(od_ratelimit_take(rl, "a", 0, 1, apr_time_from_sec(1), &wait), 1);
     }
@@ -93,10 +81,10 @@ START_TEST(test_ratelimit_concurrent_takes_exact)
     apr_status_t rv;
     int total = 0;
 
-    ck_assert_int_eq(od_ratelimit_create(&rl, pool), APR_SUCCESS);
+    ck_assert_int_eq(od_ratelimit_create(&rl, od_test_pool), APR_SUCCESS);
     for (int i = 0; i < RL_THREADS; i++) {
         takers[i] = (taker_t){rl, 0};
-        apr_thread_create(&th[i], NULL, take_many, &takers[i], pool);
+        apr_thread_create(&th[i], NULL, take_many, &takers[i], od_test_pool);
     }
     for (int i = 0; i < RL_THREADS; i++) {
         apr_thread_join(&rv, th[i]);
@@ -111,7 +99,7 @@ Suite *od_ratelimit_suite(void)
     Suite *s = suite_create("ratelimit");
     TCase *tc = tcase_create("bucket");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, od_test_pool_setup, od_test_pool_teardown);
     tcase_add_test(tc, test_ratelimit_burst_then_refused_with_wait);
     tcase_add_test(tc, test_ratelimit_callers_separate_and_refill_capped);
     tcase_add_test(tc, test_ratelimit_zero_rate_is_unlimited);

@@ -30,3 +30,16 @@ const od_suite_entry_t od_suites[] = {
     {"e2e", od_e2e_suite},
     {NULL, NULL},
 };
+
+apr_pool_t *od_test_pool;
+
+void od_test_pool_setup(void)
+{
+    ck_assert_int_eq(apr_pool_create(&od_test_pool, NULL), APR_SUCCESS);
+}
+
+void od_test_pool_teardown(void)
+{
+    apr_pool_destroy(od_test_pool);
+    od_test_pool = NULL;
+}

@@ -2,7 +2,17 @@
 #ifndef OD_SUITES_H
 #define OD_SUITES_H
 
+#include <apr_pools.h>
 #include <check.h>
+
+/**
+ * The pool of the running test, for suites whose only fixture is a pool: add
+ * od_test_pool_setup and od_test_pool_teardown with tcase_add_checked_fixture, so each test
+ * (forked, in fork mode) gets a fresh one, destroyed after it.
+ */
+extern apr_pool_t *od_test_pool;
+void od_test_pool_setup(void);
+void od_test_pool_teardown(void);
 
 typedef struct od_suite_entry_t {
     const char *name;
