@@ -31,12 +31,7 @@ static void od_idemidx_alloc(od_idemidx_t *ix, apr_size_t capacity)
     apr_pool_t *pool = NULL;
 
     if (apr_pool_create(&pool, ix->parent) != APR_SUCCESS) {
-        /* Only without memory; the process's policy for that is the pool abort function. */
-        apr_abortfunc_t abort_fn = apr_pool_abort_get(ix->parent);
-        if (abort_fn != NULL) {
-            abort_fn(APR_ENOMEM);
-        }
-        abort();
+        abort(); /* out of memory: APR has already called the pool's abort function, if any */
     }
     ix->pool = pool;
     ix->capacity = capacity;
@@ -210,4 +205,9 @@ apr_size_t od_idemidx_count(const od_idemidx_t *ix)
 apr_size_t od_idemidx_capacity(const od_idemidx_t *ix)
 {
     return ix->capacity;
+}
+
+apr_size_t od_idemidx_bytes(const od_idemidx_t *ix)
+{
+    return ix->capacity * (sizeof(*ix->ring) + 2 * sizeof(*ix->slots));
 }

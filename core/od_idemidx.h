@@ -84,4 +84,7 @@ apr_size_t od_idemidx_count(const od_idemidx_t *ix);
 /** The number of entries the index holds before it next doubles. */
 apr_size_t od_idemidx_capacity(const od_idemidx_t *ix);
 
+/** The memory its ring and table take, in bytes (for that capacity). */
+apr_size_t od_idemidx_bytes(const od_idemidx_t *ix);
+
 #endif

@@ -12,10 +12,11 @@
 #define OD_OUTBOX_SLOT_BYTES 4096
 #define OD_OUTBOX_RELAY_EVERY apr_time_from_sec(1)
 #define OD_OUTBOX_BACKOFF_CAP apr_time_from_sec(300)
-/* A prompt round waits this long after the previous one while fewer than batch_max events are
- * queued: a round costs the sink one call whatever it carries (the file sink: a write and an
- * fdatasync; the AWS sinks: a request per 10 events). Unique orders at ~25k/s made 2,300 rounds
- * a second of ~10 events, and the file sink's fdatasyncs took 15 % of orderd's CPU. */
+/* A prompt round starts this long after the previous one if, when the publisher looks, fewer than
+ * batch_max events are queued (it then sleeps out the rest of the time: submits do not wake
+ * it meanwhile, a stop does): a round costs the sink one call whatever it carries (the file sink: a
+ * write and an fdatasync; the AWS sinks: a request per 10 events). Unique orders at ~25k/s made
+ * 2,300 rounds a second of ~10 events, and the file sink's fdatasyncs took 15 % of orderd's CPU. */
 #define OD_OUTBOX_GATHER apr_time_from_msec(2)
 
 /* A ring slot: fixed-size, so the ring is allocated once and never grows. */
@@ -67,8 +68,9 @@ void od_outbox_submit(od_outbox_t *ob, const od_store_event_t *ev)
     s->body_len = ev->event_len;
     s->created_at = ev->created_at;
     s->seq = ev->seq;
-    /* The publisher waits only for an empty ring, and takes all it finds: so only the first
-     * event needs to wake it (signalling each one cost a futex call per order). */
+    /* The publisher waits for events only while the ring is empty (the gather's wait below ends
+     * by its clock): so only the first event needs to wake it (signalling each one cost a futex
+     * call per order). */
     if (ob->count++ == 0) {
         apr_thread_cond_signal(ob->wake);
     }

@@ -340,8 +340,7 @@ static void od_server_metrics_store(od_server_t *srv, od_metrics_text_t *t)
         od_server_gauge(t, "orderd_idempotency_index_entries", "gauge",
                         "Idempotency records the store holds in memory.", ss.index_entries);
         od_server_gauge(t, "orderd_idempotency_index_capacity", "gauge",
-                        "Records the index holds before it grows (32 bytes each).",
-                        ss.index_capacity);
+                        "Records the index holds before it grows.", ss.index_capacity);
     }
 }
 

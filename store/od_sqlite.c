@@ -163,7 +163,7 @@ typedef struct od_sqlite_s {
 #define OD_SQLITE_VERSION 4
 
 /* Creating what is missing also brings older files up to version 4: version 1 had no outbox;
- * versions 1 to 2 kept idempotency records in a table of their own (idem), which version 3
+ * versions 1 and 2 kept idempotency records in a table of their own (idem), which version 3
  * replaced by the in-memory index, rebuilt from the orders themselves. An outbox row is the
  * event's id and schedule, keyed by its order's row: the envelope is rendered again from the
  * order when the relay needs it (version 2 and 3 rows held a copy of it, keyed by event_id,
@@ -394,7 +394,7 @@ static void od_sqlite_remember(od_sqlite_t *s, apr_uint64_t fp, apr_int64_t row,
                     "sqlite: the idempotency index grew to %" APR_SIZE_T_FMT
                     " entries (%" APR_SIZE_T_FMT
                     " MiB): a window held more orders than it had room for",
-                    od_idemidx_capacity(s->w.idx), od_idemidx_capacity(s->w.idx) * 32 >> 20);
+                    od_idemidx_capacity(s->w.idx), od_idemidx_bytes(s->w.idx) >> 20);
     }
 }
 
@@ -551,7 +551,6 @@ static void od_sqlite_index_gauges(od_sqlite_t *s)
 static void od_sqlite_expire(od_sqlite_t *s, apr_time_t now)
 {
     od_idemidx_expire(s->w.idx, now - OD_SQLITE_IDEM_GRACE);
-    od_sqlite_index_gauges(s);
 }
 
 /* Deletes the outbox rows of events marked published, in a savepoint of the batch's
@@ -586,7 +585,6 @@ static void od_sqlite_apply_marks(od_sqlite_t *s, const od_sqlite_marks_t *marks
     od_sqlite_run(s, s->w.sp_release);
 }
 
-/* One transaction: each queued write in its savepoint, then the published marks. */
 /* APR_SUCCESS while the batch's transaction is open. After some errors (SQLITE_FULL, I/O
  * errors) SQLite rolls the whole transaction back by itself: the batch's earlier orders are
  * then gone too, and the rest must not run one by one outside a transaction. */
@@ -611,6 +609,7 @@ static void od_sqlite_fail_batch(od_sqlite_t *s, od_sqlite_req_t *batch)
     }
 }
 
+/* One transaction: each queued write in its savepoint, then the published marks. */
 static void od_sqlite_commit_batch(od_sqlite_t *s, od_sqlite_req_t *batch,
                                    const od_sqlite_marks_t *marks)
 {
@@ -845,16 +844,22 @@ static od_sqlite_marks_t *od_sqlite_take_marks(od_sqlite_t *s)
     return marks;
 }
 
-/* Waits for work; each idle second, drops expired index entries (the index is the writer's
- * alone, so the lock is not needed for that). Called and returns with the lock held; returns 0
- * when it is time to end: stopping, and the queue and the marks drained. */
+/* Waits for work; after an idle second, drops expired index entries outside the lock (the index
+ * is the writer's alone, and HTTP threads queue under that lock without waiting). Called and
+ * returns with the lock held; returns 0 when it is time to end: stopping, and the queue and the
+ * marks drained. */
 static int od_sqlite_wait(od_sqlite_t *s)
 {
     while (s->head == NULL && s->marks == NULL && !s->stopping) {
         s->idle = 1;
-        apr_thread_cond_timedwait(s->work, s->lock, OD_SQLITE_IDLE_EXPIRE_EVERY);
+        apr_status_t rv = apr_thread_cond_timedwait(s->work, s->lock, OD_SQLITE_IDLE_EXPIRE_EVERY);
         s->idle = 0;
-        od_sqlite_expire(s, apr_time_now());
+        if (APR_STATUS_IS_TIMEUP(rv)) {
+            apr_thread_mutex_unlock(s->lock);
+            od_sqlite_expire(s, apr_time_now());
+            od_sqlite_index_gauges(s);
+            apr_thread_mutex_lock(s->lock);
+        }
     }
     return s->head != NULL || s->marks != NULL || !s->stopping;
 }
@@ -931,7 +936,11 @@ static int od_sqlite_enqueue(od_sqlite_t *s, od_sqlite_req_t *req)
         s->head = req;
     }
     s->tail = req;
-    apr_thread_cond_signal(s->work);
+    /* A busy writer looks at the queue before it waits again: only an idle one needs waking
+     * (a signal per order cost a futex call each). */
+    if (s->idle) {
+        apr_thread_cond_signal(s->work);
+    }
     return 1;
 }
 

@@ -19,7 +19,7 @@
  * An outbox row holds no envelope: od_store_pending renders it again from the order. Events read
  * back carry their order_row as od_store_event_t.seq, which published marks and reschedules use.
  * Older files are brought up to version 4 (version 1 gains the outbox; the idem table of versions
- * 1 to 3 is dropped; the envelope-holding outbox rows of versions 2 and 3 move to the new
+ * 1 and 2 is dropped; the envelope-holding outbox rows of versions 2 and 3 move to the new
  * outbox); a file of a newer version is refused, left untouched.
  *
  * Idempotency records live in memory (od_idemidx), not in a table: the writer alone decides
