@@ -9,15 +9,10 @@
 
 #include <apr_strings.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct od_canon_hasher_s {
-    EVP_MD *sha256;
-};
 
 typedef struct od_canon_member_s {
     const char *key;
@@ -30,11 +25,11 @@ static void od_canon_int(od_jsonw_t *w, json_object *v)
     int64_t i = json_object_get_int64(v);
 
     /* json-c stores values above INT64_MAX as uint64 and saturates get_int64 there. */
-    if (i == INT64_MAX) {
-        snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long) json_object_get_uint64(v));
-    } else {
-        snprintf(tmp, sizeof(tmp), "%lld", (long long) i);
+    if (i != INT64_MAX) {
+        od_jsonw_int(w, i);
+        return;
     }
+    snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long) json_object_get_uint64(v));
     od_jsonw_raw(w, tmp);
 }
 
@@ -148,48 +143,20 @@ const char *od_canon_serialize(json_object *value, apr_size_t *len, apr_pool_t *
     return od_jsonw_finish(w, len);
 }
 
-static apr_status_t od_canon_hasher_cleanup(void *data)
-{
-    od_canon_hasher_t *h = data;
-
-    EVP_MD_free(h->sha256);
-    return APR_SUCCESS;
-}
-
-apr_status_t od_canon_hasher_create(od_canon_hasher_t **out, apr_pool_t *p)
-{
-    od_canon_hasher_t *h = apr_palloc(p, sizeof(*h));
-
-    *out = NULL;
-    h->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (h->sha256 == NULL) {
-        return APR_EGENERAL;
-    }
-    apr_pool_cleanup_register(p, h, od_canon_hasher_cleanup, apr_pool_cleanup_null);
-    *out = h;
-    return APR_SUCCESS;
-}
-
-const char *od_canon_idempotency_key(const od_canon_hasher_t *h, const char *caller,
+const char *od_canon_idempotency_key(const od_sha256_t *h, const char *caller,
                                      const char *canonical, apr_size_t len, apr_pool_t *p)
 {
-    static const char hex[] = "0123456789abcdef";
     apr_size_t clen = strlen(caller);
     unsigned char *msg = apr_palloc(p, clen + 1 + len);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    unsigned char md[OD_SHA256_LEN];
     char *out = apr_palloc(p, OD_CANON_KEY_HEX_LEN + 1);
 
     memcpy(msg, caller, clen + 1);
     memcpy(msg + clen + 1, canonical, len);
     /* Fails only when OpenSSL cannot allocate; like APR's out-of-memory, that is fatal. */
-    if (EVP_Digest(msg, clen + 1 + len, md, &mdlen, h->sha256, NULL) != 1 || mdlen != 32) {
+    if (!od_sha256_digest(h, msg, clen + 1 + len, md)) {
         abort();
     }
-    for (unsigned int i = 0; i < mdlen; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 0x0F];
-    }
-    out[OD_CANON_KEY_HEX_LEN] = '\0';
+    od_sha256_hex(out, md, sizeof(md));
     return out;
 }

@@ -10,6 +10,8 @@
 #ifndef OD_CANON_H
 #define OD_CANON_H
 
+#include "od_sha256.h"
+
 #include <apr_pools.h>
 #include <json-c/json.h>
 
@@ -24,23 +26,11 @@
 const char *od_canon_serialize(json_object *value, apr_size_t *len, apr_pool_t *p);
 
 /**
- * OpenSSL's SHA-256, fetched once: EVP_sha256() makes every digest look the implementation up
- * again in the provider tables (as much work as hashing a small order).
- */
-typedef struct od_canon_hasher_s od_canon_hasher_t;
-
-/**
- * Fetches SHA-256 for @p p's lifetime (released by a cleanup on @p p). Returns APR_SUCCESS and
- * @p *out, or APR_EGENERAL if OpenSSL has no SHA-256 (its error queue says why).
- */
-apr_status_t od_canon_hasher_create(od_canon_hasher_t **out, apr_pool_t *p);
-
-/**
  * The idempotency key of a request: lower-case hex of SHA-256 over the caller's name, one NUL
  * byte, then the canonical request bytes. The NUL makes (caller, body) pairs unambiguous.
  * Returns a 64-character NUL-terminated string from @p p. Thread-safe (@p h is only read).
  */
-const char *od_canon_idempotency_key(const od_canon_hasher_t *h, const char *caller,
+const char *od_canon_idempotency_key(const od_sha256_t *h, const char *caller,
                                      const char *canonical, apr_size_t len, apr_pool_t *p);
 
 #endif

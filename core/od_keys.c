@@ -1,17 +1,17 @@
 /* od_keys: API key hashes, looked up by the SHA-256 of what the caller presents. */
 #include "od_keys.h"
+#include "od_sha256.h"
 #include "od_status.h"
 
 #include <apr_hash.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define OD_KEYS_DIGEST_LEN 32
+#define OD_KEYS_DIGEST_LEN OD_SHA256_LEN
 #define OD_KEYS_NAME_MAX 64
 
 /* One caller; the digest is kept beside the name for the final constant-time comparison. */
@@ -26,6 +26,7 @@ struct od_keys_s {
     apr_hash_t *by_digest; /* digest -> od_key_entry_t; read-only after parse */
     apr_hash_t *by_name;   /* name -> od_key_entry_t */
     int count;
+    od_sha256_t *sha256; /* for the presented keys, fetched once */
 };
 
 static int od_keys_hexval(char c)
@@ -129,6 +130,10 @@ apr_status_t od_keys_parse(od_keys_t **out, const char *text, apr_size_t len, co
 
     *out = NULL;
     *errmsg = NULL;
+    if (od_sha256_create(&keys->sha256, p) != APR_SUCCESS) {
+        *errmsg = apr_psprintf(p, "%s: OpenSSL has no SHA-256", filename);
+        return OD_ECONFIG;
+    }
     keys->by_digest = apr_hash_make(p);
     keys->by_name = apr_hash_make(p);
     for (char *line = copy, *next = NULL; line != NULL; line = next) {
@@ -154,10 +159,9 @@ apr_status_t od_keys_parse(od_keys_t **out, const char *text, apr_size_t len, co
 const char *od_keys_lookup(const od_keys_t *keys, const char *presented)
 {
     unsigned char digest[OD_KEYS_DIGEST_LEN];
-    unsigned int dlen = 0;
 
     if (presented == NULL || *presented == '\0' ||
-        EVP_Digest(presented, strlen(presented), digest, &dlen, EVP_sha256(), NULL) != 1) {
+        !od_sha256_digest(keys->sha256, presented, strlen(presented), digest)) {
         return NULL;
     }
     /* The table is keyed by digest, so its lookup time says nothing about the key itself; the
@@ -181,35 +185,24 @@ int od_keys_limits(const od_keys_t *keys, const char *name, double *rate, int *b
     return 1;
 }
 
-static void od_keys_hex(char *out, const unsigned char *in, apr_size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-
-    for (apr_size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 apr_status_t od_keys_generate(const char *name, const char **key, const char **line, apr_pool_t *p)
 {
     unsigned char raw[24], digest[OD_KEYS_DIGEST_LEN];
     char hex[2 * sizeof(raw) + 1], dhex[2 * OD_KEYS_DIGEST_LEN + 1];
-    unsigned int dlen = 0;
+    od_sha256_t *sha256 = NULL;
 
     if (!od_keys_name_ok(name)) {
         return OD_EINVAL;
     }
-    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+    if (RAND_bytes(raw, sizeof(raw)) != 1 || od_sha256_create(&sha256, p) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    od_keys_hex(hex, raw, sizeof(raw));
+    od_sha256_hex(hex, raw, sizeof(raw));
     *key = apr_pstrcat(p, "odk_", hex, NULL);
-    if (EVP_Digest(*key, strlen(*key), digest, &dlen, EVP_sha256(), NULL) != 1) {
+    if (!od_sha256_digest(sha256, *key, strlen(*key), digest)) {
         return APR_EGENERAL;
     }
-    od_keys_hex(dhex, digest, OD_KEYS_DIGEST_LEN);
+    od_sha256_hex(dhex, digest, OD_KEYS_DIGEST_LEN);
     *line = apr_pstrcat(p, name, " ", dhex, NULL);
     return APR_SUCCESS;
 }

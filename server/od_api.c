@@ -27,7 +27,7 @@ struct od_api_s {
     od_log_t *log;
     apr_interval_time_t ttl;
     apr_interval_time_t event_retry_after;
-    od_canon_hasher_t *hasher;
+    od_sha256_t *hasher;
     od_ulid_source_t *ids; /* order and event ids */
 };
 
@@ -49,9 +49,9 @@ apr_status_t od_api_create(od_api_t **out, const od_settings_t *settings,
     api->log = log;
     api->ttl = apr_time_from_sec(settings->idempotency_ttl_s);
     api->event_retry_after = apr_time_from_sec(settings->events_retry_after_s);
-    apr_status_t rv = od_canon_hasher_create(&api->hasher, p);
+    apr_status_t rv = od_sha256_create(&api->hasher, p);
     if (rv != APR_SUCCESS) {
-        od_log_error(log, "api: od_canon_hasher_create failed (OpenSSL has no SHA-256)");
+        od_log_error(log, "api: od_sha256_create failed (OpenSSL has no SHA-256)");
         return rv;
     }
     rv = od_ulid_source_create(&api->ids, p);
@@ -194,8 +194,9 @@ typedef struct od_api_put_t {
     od_store_result_t res;
 } od_api_put_t;
 
-/* The store's answer, on the store's writer thread or the worker: this thread now owns the
- * request until od_request_finish. */
+/* The store's answer: on the store's writer thread, on the worker that ran a synchronous put, or
+ * at once on the HTTP thread when the store is stopping. This thread now owns the request until
+ * od_request_finish. */
 static void od_api_stored(void *baton, apr_status_t rv)
 {
     od_api_put_t *put = baton;

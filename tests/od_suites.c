@@ -9,6 +9,7 @@ const od_suite_entry_t od_suites[] = {
     {"json", od_json_suite},
     {"jsonw", od_jsonw_suite},
     {"canon", od_canon_suite},
+    {"sha256", od_sha256_suite},
     {"problem", od_problem_suite},
     {"order", od_order_suite},
     {"ulid", od_ulid_suite},

@@ -24,6 +24,7 @@ Suite *od_config_suite(void);
 Suite *od_json_suite(void);
 Suite *od_jsonw_suite(void);
 Suite *od_canon_suite(void);
+Suite *od_sha256_suite(void);
 Suite *od_problem_suite(void);
 Suite *od_order_suite(void);
 Suite *od_ulid_suite(void);
