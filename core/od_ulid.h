@@ -52,7 +52,8 @@ apr_status_t od_ulid_source_create(od_ulid_source_t **out, apr_pool_t *p);
 /**
  * As od_ulid_generate_many, drawing from @p src: @p n (1..OD_ULID_MANY_MAX) ids for time @p now.
  * Returns APR_SUCCESS, APR_EINVAL for a bad @p n, or APR_EGENERAL if the random generator fails
- * (every out[i] is then ""). Thread-safe: a mutex guards the buffer, held only to copy from it.
+ * (every out[i] is then ""). Thread-safe: a mutex guards the buffer, held to copy from it and,
+ * once per OD_ULID_SOURCE_IDS ids or so, to refill it with RAND_bytes.
  */
 apr_status_t od_ulid_source_next(od_ulid_source_t *src, char (*out)[OD_ULID_LEN + 1], int n,
                                  apr_time_t now);

@@ -1,4 +1,7 @@
 /* od_daemon: process start-up and the command line shared by orderd and order-consumer. */
+#ifndef _GNU_SOURCE /* APR's pkg-config flags may already define it */
+#define _GNU_SOURCE /* program_invocation_short_name */
+#endif
 #include "od_daemon.h"
 
 #include <apr_general.h>

@@ -52,7 +52,8 @@ struct od_http_s {
     const char *tls_key;
     apr_hash_t *cors; /* allowed origins; NULL: CORS off; contains "*": any origin */
     int port;
-    /* Counters shared by MHD threads and workers; only touched with apr_atomic_*. */
+    /* Counters shared by MHD threads, workers and the store's writer (which finishes deferred
+     * requests); only touched with apr_atomic_*. */
     volatile apr_uint32_t queued;    /* pushed to the pool, not yet started by a worker */
     volatile apr_uint32_t running;   /* in a worker's run */
     volatile apr_uint32_t deferred;  /* handed on by the front step, not yet finished */
@@ -163,6 +164,14 @@ static int od_http_make_room(od_request_t *r, volatile apr_uint32_t *mine,
     return 1;
 }
 
+/* The answer to a request that arrives or finishes its front step once the server is stopping. */
+static void od_http_refuse_stopping(od_request_t *r)
+{
+    od_request_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    od_request_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable",
+                       "the server is shutting down", NULL);
+}
+
 /* Takes @p r off its HTTP thread until od_request_finish; or, if the server has begun to stop,
  * answers 503 and returns 0. The request is counted in suspended before stopping is read, and
  * od_http_stop sets stopping before it reads suspended (atomic read-modify-writes, full
@@ -175,9 +184,7 @@ static int od_http_suspend(od_request_t *r)
     apr_atomic_inc32(&h->suspended);
     if (apr_atomic_read32(&h->stopping)) {
         apr_atomic_dec32(&h->suspended);
-        od_request_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-        od_request_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable",
-                           "the server is shutting down", NULL);
+        od_http_refuse_stopping(r);
         return 0;
     }
     r->state = OD_REQ_QUEUED;
@@ -591,9 +598,8 @@ static enum MHD_Result od_http_dispatch(od_request_t *r)
                                          h->settings->max_body_bytes));
     }
     if (apr_atomic_read32(&h->stopping)) {
-        od_request_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-        return od_http_fail(r, MHD_HTTP_SERVICE_UNAVAILABLE, "Service Unavailable",
-                            "the server is shutting down");
+        od_http_refuse_stopping(r);
+        return od_http_send(r);
     }
     switch (h->handler.front != NULL ? h->handler.front(h->handler.baton, r) : OD_HTTP_WORKER) {
     case OD_HTTP_ANSWERED:
@@ -680,8 +686,7 @@ static void od_http_completed(void *cls, struct MHD_Connection *conn, void **con
 
 void od_http_stats(od_http_t *h, od_http_stats_t *out)
 {
-    unsigned int queued = apr_atomic_read32(&h->queued);
-    out->queued = queued;
+    out->queued = apr_atomic_read32(&h->queued);
     out->busy = apr_atomic_read32(&h->running);
     out->deferred = apr_atomic_read32(&h->deferred);
     out->workers = (unsigned int) h->settings->worker_threads;
