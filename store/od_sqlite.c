@@ -533,7 +533,9 @@ static apr_status_t od_sqlite_apply(od_sqlite_t *s, od_sqlite_req_t *req)
         return OD_EUNAVAIL;
     }
     apr_status_t rv = od_sqlite_run(s, s->w.sp_release);
-    if (rv == APR_SUCCESS && row != 0) {
+    /* Even if the release failed: the order stays in the batch's transaction, and the index must
+     * follow whatever the commit stores (a failed commit takes the entry out again). */
+    if (row != 0) {
         od_sqlite_remember(s, req->fp, row, req->order->expires_at);
         s->w.added++;
     }
