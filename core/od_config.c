@@ -138,7 +138,7 @@ void od_config_defaults(od_settings_t *out)
     out->events_sink = OD_SINK_KIND_FILE;
     out->events_file = "events.jsonl";
     out->events_retry_after_s = 10;
-    out->events_batch_max = 100;
+    out->events_batch_max = 1000;
     out->eventbridge_bus = "default";
     out->eventbridge_source = "orderd";
     out->eventbridge_detail_type = "order.accepted";

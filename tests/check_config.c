@@ -39,6 +39,7 @@ START_TEST(test_config_empty_gives_defaults)
     ck_assert_int_eq(s.store, OD_STORE_KIND_SQLITE);
     ck_assert_ptr_null(s.api_keys_file);
     ck_assert_int_eq(s.log_level, OD_LOG_INFO);
+    ck_assert_int_eq(s.events_batch_max, 1000);
 }
 END_TEST
 

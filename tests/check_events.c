@@ -4,6 +4,7 @@
  * scripts/verify-events, which must report `lost 0`.
  */
 #include "od_aws.h"
+#include "od_event.h"
 #include "od_suites.h"
 #include "od_test_aws.h"
 #include "od_test_engines.h"
@@ -529,12 +530,40 @@ START_TEST(test_events_eventbridge_rule_to_queue)
 }
 END_TEST
 
+/* The envelope, byte for byte: the relay renders it again from the stored order and must get
+ * what the prompt publish sent (docs/events.md). */
+START_TEST(test_events_envelope_bytes)
+{
+    apr_pool_t *p = NULL;
+    apr_size_t len = 0;
+
+    apr_pool_create(&p, NULL);
+    const char *doc = "{\"order_id\":\"01J0000000000000000000000A\",\"n\":[1,{\"k\":\"v\"}]}";
+    const char *env = od_event_render("01J0000000000000000000000B", doc,
+                                      APR_INT64_C(1795082400123456), &len, p);
+    const char *want = "{\"event_id\":\"01J0000000000000000000000B\",\"event_type\":"
+                       "\"order.accepted\",\"occurred_at\":\"2026-11-19T10:00:00.123Z\","
+                       "\"schema_version\":1,\"order\":{\"order_id\":\"01J0000000000000000000000A\","
+                       "\"n\":[1,{\"k\":\"v\"}]}}";
+    ck_assert_str_eq(env, want);
+    ck_assert_uint_eq(len, strlen(want));
+    ck_assert_ptr_nonnull(od_event_render("E", "{}", 0, NULL, p));
+    ck_assert_str_eq(od_event_render("E", "{}", 0, NULL, p),
+                     "{\"event_id\":\"E\",\"event_type\":\"order.accepted\",\"occurred_at\":"
+                     "\"1970-01-01T00:00:00.000Z\",\"schema_version\":1,\"order\":{}}");
+    apr_pool_destroy(p);
+}
+END_TEST
+
 Suite *od_events_suite(void)
 {
     Suite *s = suite_create("events");
+    TCase *envelope = tcase_create("envelope");
     TCase *file = tcase_create("file");
     TCase *aws = tcase_create("aws");
 
+    tcase_add_test(envelope, test_events_envelope_bytes);
+    suite_add_tcase(s, envelope);
     tcase_add_unchecked_fixture(file, base_setup, teardown);
     tcase_set_timeout(file, 120);
     tcase_add_test(file, test_events_file_sink_matches_accepted);
