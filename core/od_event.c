@@ -10,7 +10,8 @@
 
 /* The envelope's fixed parts, around the id, the time and the order. */
 static const char od_event_head[] = "{\"event_id\":\"";
-static const char od_event_mid[] = "\",\"event_type\":\"" OD_EVENT_TYPE_ACCEPTED "\",\"occurred_at\":\"";
+static const char od_event_mid[] =
+    "\",\"event_type\":\"" OD_EVENT_TYPE_ACCEPTED "\",\"occurred_at\":\"";
 static const char od_event_tail[] =
     "\",\"schema_version\":" OD_EVENT_STR(OD_EVENT_SCHEMA_VERSION) ",\"order\":";
 

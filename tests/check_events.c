@@ -539,12 +539,13 @@ START_TEST(test_events_envelope_bytes)
 
     apr_pool_create(&p, NULL);
     const char *doc = "{\"order_id\":\"01J0000000000000000000000A\",\"n\":[1,{\"k\":\"v\"}]}";
-    const char *env = od_event_render("01J0000000000000000000000B", doc,
-                                      APR_INT64_C(1795082400123456), &len, p);
-    const char *want = "{\"event_id\":\"01J0000000000000000000000B\",\"event_type\":"
-                       "\"order.accepted\",\"occurred_at\":\"2026-11-19T10:00:00.123Z\","
-                       "\"schema_version\":1,\"order\":{\"order_id\":\"01J0000000000000000000000A\","
-                       "\"n\":[1,{\"k\":\"v\"}]}}";
+    const char *env =
+        od_event_render("01J0000000000000000000000B", doc, APR_INT64_C(1795082400123456), &len, p);
+    const char *want =
+        "{\"event_id\":\"01J0000000000000000000000B\",\"event_type\":"
+        "\"order.accepted\",\"occurred_at\":\"2026-11-19T10:00:00.123Z\","
+        "\"schema_version\":1,\"order\":{\"order_id\":\"01J0000000000000000000000A\","
+        "\"n\":[1,{\"k\":\"v\"}]}}";
     ck_assert_str_eq(env, want);
     ck_assert_uint_eq(len, strlen(want));
     ck_assert_ptr_nonnull(od_event_render("E", "{}", 0, NULL, p));
