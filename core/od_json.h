@@ -20,7 +20,8 @@
  * @p p-allocated message in @p *why ("duplicate key 'sku'", "unexpected character at byte 7"...).
  * Rejected beyond json-c: duplicate keys in an object (also when spelt with different escapes),
  * single-quoted strings, bare words other than true/false/null, `\u0000` escapes, unpaired
- * UTF-16 surrogate escapes, invalid UTF-8, trailing content.
+ * UTF-16 surrogate escapes, invalid UTF-8, trailing content. Containers nest at most 16 deep
+ * ("nesting too deep at byte N" beyond).
  *
  * The document is owned by @p p: a cleanup on @p p releases it (json_object_put); the caller
  * must not put it. Thread-safe (no shared state).

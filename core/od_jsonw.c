@@ -2,13 +2,17 @@
 #include "od_jsonw.h"
 
 #include <apr_strings.h>
-#include <inttypes.h>
 #include <json-c/json.h>
 #include <json-c/printbuf.h>
-#include <stdio.h>
 #include <string.h>
 
 #define OD_JSONW_STRING_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+/* The print buffer starts at this size instead of json-c's 32 bytes, which doubled four times
+ * (four reallocs) for a typical order; it stays a small-bin allocation for glibc. */
+#define OD_JSONW_INITIAL 512
+
+/* apr_ltoa formats integers without a printf-style format. */
+_Static_assert(sizeof(long) >= sizeof(int64_t), "od_jsonw_int needs a 64-bit long");
 
 struct od_jsonw_s {
     struct printbuf *pb;
@@ -34,9 +38,10 @@ od_jsonw_t *od_jsonw_create(apr_pool_t *p)
     w->str = json_object_new_string("");
     w->p = p;
     w->first = 1;
-    if (w->pb == NULL || w->str == NULL) {
+    if (w->pb == NULL || w->str == NULL || printbuf_memset(w->pb, 0, 0, OD_JSONW_INITIAL) != 0) {
         abort(); /* json-c could not allocate: fatal, like APR's out-of-memory */
     }
+    printbuf_reset(w->pb);
     apr_pool_cleanup_register(p, w, od_jsonw_cleanup, apr_pool_cleanup_null);
     return w;
 }
@@ -63,14 +68,31 @@ void od_jsonw_close(od_jsonw_t *w, char bracket)
     w->first = 0;
 }
 
-/* Appends @p s (@p n bytes) as a quoted JSON string, escaped by json-c. */
+/* Whether json-c would write @p s as it is: no quote, backslash or control byte (with
+ * OD_JSONW_STRING_FLAGS it leaves '/', DEL and UTF-8 alone). Most strings of an order are. */
+static int od_jsonw_is_plain(const char *s, apr_size_t n)
+{
+    for (apr_size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char) s[i];
+        if (c < 0x20 || c == '"' || c == '\\') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Appends @p s (@p n bytes) as a quoted JSON string, escaped by json-c where it needs escapes;
+ * a plain string is copied between quotes, skipping json-c's string object and second buffer. */
 static void od_jsonw_escape(od_jsonw_t *w, const char *s, apr_size_t n)
 {
     size_t len = 0;
 
-    /* json-c 0.16 leaks the buffer of a string object set to "" after a longer string. */
-    if (n == 0) {
-        printbuf_strappend(w->pb, "\"\"");
+    /* Also keeps "" away from w->str: json-c 0.16 leaks the buffer of a string object set to ""
+     * after a longer string. */
+    if (od_jsonw_is_plain(s, n)) {
+        printbuf_strappend(w->pb, "\"");
+        printbuf_memappend(w->pb, s, (int) n);
+        printbuf_strappend(w->pb, "\"");
         return;
     }
     json_object_set_string_len(w->str, s, (int) n);
@@ -114,10 +136,8 @@ void od_jsonw_raw(od_jsonw_t *w, const char *token)
 
 void od_jsonw_int(od_jsonw_t *w, int64_t v)
 {
-    char num[24];
-
-    snprintf(num, sizeof(num), "%" PRId64, v);
-    od_jsonw_raw(w, num);
+    /* apr_ltoa negates a negative value, which INT64_MIN does not survive. */
+    od_jsonw_raw(w, v == INT64_MIN ? "-9223372036854775808" : apr_ltoa(w->p, (long) v));
 }
 
 void od_jsonw_member_string(od_jsonw_t *w, const char *name, const char *s)

@@ -241,6 +241,36 @@ START_TEST(test_json_duplicate_key_escaped_rejected)
 }
 END_TEST
 
+/* @p depth nested arrays with @p inner at the centre, in the test's pool. */
+static const char *nested(int depth, const char *inner)
+{
+    char *text = apr_palloc(od_test_pool, (apr_size_t) depth * 2 + strlen(inner) + 1);
+    char *at = text;
+
+    for (int i = 0; i < depth; i++) {
+        *at++ = '[';
+    }
+    memcpy(at, inner, strlen(inner));
+    at += strlen(inner);
+    for (int i = 0; i < depth; i++) {
+        *at++ = ']';
+    }
+    *at = '\0';
+    return text;
+}
+
+START_TEST(test_json_nesting_limit)
+{
+    const char *ok = nested(16, "");
+    const char *deep = nested(17, "");
+    const char *deep_object = nested(16, "{}");
+
+    parse_ok(ok, strlen(ok));
+    ck_assert_str_eq(parse_bad(deep, strlen(deep)), "nesting too deep at byte 16");
+    ck_assert_str_eq(parse_bad(deep_object, strlen(deep_object)), "nesting too deep at byte 16");
+}
+END_TEST
+
 START_TEST(test_json_duplicate_key_nested_rejected)
 {
     const char *why =
@@ -415,6 +445,7 @@ Suite *od_json_suite(void)
     tcase_add_test(tc, test_json_duplicate_key_rejected);
     tcase_add_test(tc, test_json_duplicate_key_escaped_rejected);
     tcase_add_test(tc, test_json_duplicate_key_nested_rejected);
+    tcase_add_test(tc, test_json_nesting_limit);
     tcase_add_test(tc, test_json_duplicate_key_with_object_values_rejected);
     tcase_add_test(tc, test_json_same_key_in_different_objects_ok);
     tcase_add_test(tc, test_json_colon_inside_string_value_ok);

@@ -55,7 +55,8 @@ START_TEST(test_jsonw_escapes_as_json_c_does)
     static const char *const cases[] = {
         "",          "plain",      "q\"uote",      "back\\slash",
         "a/b",       "\b\f\n\r\t", "\x01\x1f\x7f", "caf\xc3\xa9 \xe2\x82\xac",
-        "</script>",
+        "</script>", "del\x7f",    "tab\tlast",    "\"",
+        "\\",        "SKU-1001",   "ctl\x1f",
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         od_jsonw_t *w = od_jsonw_create(od_test_pool);
