@@ -188,6 +188,28 @@ static void od_cache_maybe_rotate(od_cache_t *cache, apr_time_t now)
     cache->rotations++;
 }
 
+/* One block per entry, in the generation's pool: the entry, then its key, order id and body. */
+static const char *od_cache_entry_store(od_cache_entry_t **out, const char *key,
+                                        const od_cache_entry_t *src, apr_pool_t *p)
+{
+    apr_size_t klen = strlen(key) + 1, ilen = strlen(src->order_id) + 1;
+    od_cache_entry_t *e = apr_palloc(p, sizeof(*e) + klen + ilen + src->body_len + 1);
+    char *k = (char *) (e + 1), *id = k + klen, *body = id + ilen;
+
+    memcpy(k, key, klen);
+    memcpy(id, src->order_id, ilen);
+    if (src->body_len > 0) {
+        memcpy(body, src->body, src->body_len);
+    }
+    body[src->body_len] = '\0';
+    e->order_id = id;
+    e->body = body;
+    e->body_len = src->body_len;
+    e->created_at = src->created_at;
+    *out = e;
+    return k;
+}
+
 void od_cache_put(od_cache_t *cache, const char *key, const od_cache_entry_t *entry, apr_time_t now)
 {
     od_cache_gen_t *cur;
@@ -203,12 +225,11 @@ void od_cache_put(od_cache_t *cache, const char *key, const od_cache_entry_t *en
         cur->started = now;
     }
     cur->puts++;
-    copy = apr_palloc(cur->pool, sizeof(*copy));
-    od_cache_entry_copy(copy, entry, cur->pool);
+    const char *k = od_cache_entry_store(&copy, key, entry, cur->pool);
     /* A stale copy in the previous generation is dropped so it is not counted twice; its bytes
      * go when that generation is cleared. */
     apr_hash_set(cache->previous->hash, key, APR_HASH_KEY_STRING, NULL);
-    apr_hash_set(cur->hash, apr_pstrdup(cur->pool, key), APR_HASH_KEY_STRING, copy);
+    apr_hash_set(cur->hash, k, APR_HASH_KEY_STRING, copy);
     apr_thread_mutex_unlock(cache->mutex);
 }
 
