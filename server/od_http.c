@@ -92,6 +92,8 @@ struct od_request_s {
     const char *resp_body;
     apr_size_t resp_len;
     apr_table_t *headers;
+    od_request_resumed_fn resumed; /* od_request_finish_then's, run once back on the MHD thread */
+    void *resumed_baton;
 };
 
 /* ---- requests ---- */
@@ -533,11 +535,11 @@ static void od_http_check_answered(od_request_t *r)
     }
 }
 
-void od_request_finish(od_request_t *r)
+/* Hands @p r back to its MHD thread. */
+static void od_request_resume(od_request_t *r)
 {
     od_http_t *h = r->http;
 
-    od_http_check_answered(r);
     r->state = OD_REQ_DONE;
     if (r->deferred) {
         apr_atomic_dec32(&h->deferred);
@@ -545,6 +547,19 @@ void od_request_finish(od_request_t *r)
     /* After the resume, the MHD thread may complete and free r at any moment. */
     MHD_resume_connection(r->conn);
     apr_atomic_dec32(&h->suspended);
+}
+
+void od_request_finish(od_request_t *r)
+{
+    od_http_check_answered(r);
+    od_request_resume(r);
+}
+
+void od_request_finish_then(od_request_t *r, od_request_resumed_fn fn, void *baton)
+{
+    r->resumed = fn;
+    r->resumed_baton = baton;
+    od_request_resume(r);
 }
 
 static void *APR_THREAD_FUNC od_http_task(apr_thread_t *thread, void *data)
@@ -615,6 +630,19 @@ static enum MHD_Result od_http_dispatch(od_request_t *r)
 
 /* ---- libmicrohttpd callbacks ---- */
 
+/* Back on the MHD thread after a resume: the answer, once. */
+static enum MHD_Result od_http_resumed(od_request_t *r)
+{
+    od_request_resumed_fn fn = r->resumed;
+
+    if (fn != NULL) {
+        r->resumed = NULL;
+        fn(r->resumed_baton, r);
+        od_http_check_answered(r);
+    }
+    return r->status != 0 ? od_http_send(r) : MHD_YES;
+}
+
 static enum MHD_Result od_http_access(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -628,7 +656,7 @@ static enum MHD_Result od_http_access(void *cls, struct MHD_Connection *conn, co
         return od_http_first(r);
     }
     if (r->state == OD_REQ_DONE) {
-        return r->status != 0 ? od_http_send(r) : MHD_YES;
+        return od_http_resumed(r);
     }
     if (r->state == OD_REQ_QUEUED) {
         return MHD_YES; /* spurious call while suspended */

@@ -8,9 +8,10 @@
  * either answers at once or hands the request on. Whatever may wait on a disk or the network goes
  * to an APR thread pool worker while its connection is suspended, so a slow store never blocks the
  * HTTP threads; the worker fills in the response and resumes the connection, or hands the request
- * on (OD_HTTP_DEFERRED) to whoever completes it later (od_request_finish: the SQLite writer, after
- * the commit). When queue_limit requests already wait (for a worker, or handed on for the store)
- * the answer is 503 with Retry-After: queueing is never unbounded.
+ * on (OD_HTTP_DEFERRED) to whoever completes it later (od_request_finish; the SQLite writer, after
+ * the commit, uses od_request_finish_then so that the answer is built back on the HTTP thread).
+ * When queue_limit requests already wait (for a worker, or handed on for the store) the answer is
+ * 503 with Retry-After: queueing is never unbounded.
  *
  * What runs is supplied by the caller as an od_http_handler_t (od_api).
  */
@@ -166,6 +167,19 @@ void od_request_respond(od_request_t *r, int status, const char *content_type, c
  * thread; @p r and its pool may be gone as soon as it returns.
  */
 void od_request_finish(od_request_t *r);
+
+/** Completes a request on its HTTP thread: see od_request_finish_then. */
+typedef void (*od_request_resumed_fn)(void *baton, od_request_t *r);
+
+/**
+ * As od_request_finish, but the answer is set later, by @p fn, which libmicrohttpd calls on the
+ * request's HTTP thread once the connection is resumed, just before the answer is sent (with no
+ * answer set it is 500). Lets whoever finishes requests in a loop (the SQLite writer) leave the
+ * work of answering to the HTTP threads. @p fn and @p baton must live as long as @p r (e.g. in
+ * its pool). Should the server close the connection first (it is stopping), @p fn is not
+ * called: it must only answer, never be the sole keeper of anything.
+ */
+void od_request_finish_then(od_request_t *r, od_request_resumed_fn fn, void *baton);
 
 /**
  * Responds with an application/problem+json body (od_problem). @p type NULL means about:blank;
