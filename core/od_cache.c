@@ -226,9 +226,10 @@ void od_cache_put(od_cache_t *cache, const char *key, const od_cache_entry_t *en
     }
     cur->puts++;
     const char *k = od_cache_entry_store(&copy, key, entry, cur->pool);
-    /* A stale copy in the previous generation is dropped so it is not counted twice; its bytes
-     * go when that generation is cleared. */
-    apr_hash_set(cache->previous->hash, key, APR_HASH_KEY_STRING, NULL);
+    /* A copy of the key in the previous generation is left there: od_cache_find prefers this
+     * one, and that generation goes whole at the next rotation. Dropping it would cost a probe
+     * of the previous table per put, a cache miss or two for a new key, which is almost every
+     * put. */
     apr_hash_set(cur->hash, k, APR_HASH_KEY_STRING, copy);
     apr_thread_mutex_unlock(cache->mutex);
 }

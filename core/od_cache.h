@@ -57,7 +57,10 @@ apr_status_t od_cache_get(od_cache_t *cache, const char *key, apr_time_t now,
 void od_cache_put(od_cache_t *cache, const char *key, const od_cache_entry_t *entry,
                   apr_time_t now);
 
-/** Fills @p out with the counters and the number of entries held (live or not yet dropped). */
+/**
+ * Fills @p out with the counters and the number of entries held (live or not yet dropped; a key
+ * put again after a rotation counts once in each generation until the older one is dropped).
+ */
 void od_cache_stats(od_cache_t *cache, od_cache_stats_t *out);
 
 #endif
