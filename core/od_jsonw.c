@@ -16,7 +16,7 @@ _Static_assert(sizeof(long) >= sizeof(int64_t), "od_jsonw_int needs a 64-bit lon
 
 struct od_jsonw_s {
     struct printbuf *pb;
-    json_object *str; /* ours, reset for each string to be escaped */
+    json_object *str; /* ours, reset for each string to be escaped; made on first need */
     apr_pool_t *p;
     int first; /* nothing written yet in the innermost object or array, or just after a key */
 };
@@ -35,10 +35,10 @@ od_jsonw_t *od_jsonw_create(apr_pool_t *p)
     od_jsonw_t *w = apr_palloc(p, sizeof(*w));
 
     w->pb = printbuf_new();
-    w->str = json_object_new_string("");
+    w->str = NULL;
     w->p = p;
     w->first = 1;
-    if (w->pb == NULL || w->str == NULL || printbuf_memset(w->pb, 0, 0, OD_JSONW_INITIAL) != 0) {
+    if (w->pb == NULL || printbuf_memset(w->pb, 0, 0, OD_JSONW_INITIAL) != 0) {
         abort(); /* json-c could not allocate: fatal, like APR's out-of-memory */
     }
     printbuf_reset(w->pb);
@@ -95,7 +95,14 @@ static void od_jsonw_escape(od_jsonw_t *w, const char *s, apr_size_t n)
         printbuf_strappend(w->pb, "\"");
         return;
     }
-    json_object_set_string_len(w->str, s, (int) n);
+    if (w->str == NULL) {
+        w->str = json_object_new_string_len(s, (int) n);
+        if (w->str == NULL) {
+            abort(); /* as in od_jsonw_create */
+        }
+    } else {
+        json_object_set_string_len(w->str, s, (int) n);
+    }
     const char *esc = json_object_to_json_string_length(w->str, OD_JSONW_STRING_FLAGS, &len);
     printbuf_memappend(w->pb, esc, (int) len);
 }
