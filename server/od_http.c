@@ -259,7 +259,7 @@ static od_request_t *od_request_create(od_http_t *h, struct MHD_Connection *conn
 static enum MHD_Result od_http_send(od_request_t *r)
 {
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(r->resp_len, (void *) r->resp_body, MHD_RESPMEM_MUST_COPY);
+        MHD_create_response_from_buffer(r->resp_len, (void *) r->resp_body, MHD_RESPMEM_PERSISTENT);
     const apr_array_header_t *arr = apr_table_elts(r->headers);
     const apr_table_entry_t *e = (const apr_table_entry_t *) arr->elts;
 

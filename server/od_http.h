@@ -157,7 +157,10 @@ int od_request_defer(od_request_t *r);
 /** Adds a response header; @p name and @p value are copied into the request pool. */
 void od_request_header(od_request_t *r, const char *name, const char *value);
 
-/** Sets the response. @p body is copied when the response is queued. Last call wins. */
+/**
+ * Sets the response. Last call wins. @p body is not copied: it must stay valid until the request
+ * completes (static, or in the request pool), since libmicrohttpd sends it from there.
+ */
 void od_request_respond(od_request_t *r, int status, const char *content_type, const char *body,
                         apr_size_t len);
 
