@@ -166,7 +166,7 @@ START_TEST(test_ops_metrics_parse_and_count)
                      2);
     /* The SQLite store's idempotency index holds the two new orders (well within their window). */
     ck_assert_int_eq((int) sample(t, "orderd_idempotency_index_entries"), 2);
-    ck_assert_int_eq((int) sample(t, "orderd_idempotency_index_capacity"), 1 << 19);
+    ck_assert_int_eq((int) sample(t, "orderd_idempotency_index_capacity"), 1 << 20);
     od_test_response_free(&resp);
     finish(env);
 }
