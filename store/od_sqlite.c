@@ -913,11 +913,12 @@ static void *APR_THREAD_FUNC od_sqlite_writer(apr_thread_t *thread, void *data)
         apr_thread_mutex_unlock(s->lock);
         od_sqlite_commit_batch(s, batch, marks);
         od_sqlite_marks_free(marks);
+        /* Before the answers: a client that has its 201 finds its order counted in /metrics. */
+        od_sqlite_index_gauges(s);
         od_sqlite_complete(od_sqlite_wake(s, batch));
         if (s->w.catch_up) {
             od_sqlite_catch_up(s);
         }
-        od_sqlite_index_gauges(s);
         apr_thread_mutex_lock(s->lock);
     }
     apr_thread_mutex_unlock(s->lock);
