@@ -32,7 +32,8 @@ struct od_aws_s {
     od_aws_options_t opts;
     od_aws_creds_t *creds;
     od_log_t *log;
-    apr_reslist_t *handles; /* CURL easy handles, at most max_connections */
+    apr_reslist_t *handles;   /* CURL easy handles, at most max_connections */
+    apr_pool_t *handles_pool; /* handles' own pool (od_aws_pool_create); NULL once destroyed */
     CURLSH *share;
     /* One mutex per curl lock data kind the share handle uses (curl's lock callback contract). */
     apr_thread_mutex_t *share_locks[CURL_LOCK_DATA_LAST];
@@ -459,13 +460,25 @@ apr_status_t od_aws_call(od_aws_t *aws, const od_aws_request_t *req, od_aws_resp
 
 /* ---- life cycle ---- */
 
+/* On the handles' pool, after the reslist's own (pre-)cleanup has freed the handles: however the
+ * pool goes (by od_aws_cleanup, or with its parent's subpools), nothing is left to free twice. */
+static apr_status_t od_aws_handles_gone(void *data)
+{
+    od_aws_t *aws = data;
+
+    aws->handles = NULL;
+    aws->handles_pool = NULL;
+    return APR_SUCCESS;
+}
+
+/* The handles go before the share they use. When the parent pool is destroyed, its subpools
+ * (the handles') already went, after the pre-cleanups that stop every thread using them. */
 static apr_status_t od_aws_cleanup(void *data)
 {
     od_aws_t *aws = data;
 
-    if (aws->handles != NULL) {
-        apr_reslist_destroy(aws->handles);
-        aws->handles = NULL;
+    if (aws->handles_pool != NULL) {
+        apr_pool_destroy(aws->handles_pool);
     }
     if (aws->share != NULL) {
         curl_share_cleanup(aws->share);
@@ -474,17 +487,33 @@ static apr_status_t od_aws_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+/*
+ * apr_reslist allocates from the pool it is given whenever a handle is released (and when one
+ * is made), on whichever thread does it, under its own lock only. So it gets a pool that nothing
+ * else allocates from: @p p is the server's, which the main thread was still allocating from
+ * while the outbox relay made its first DynamoDB call (ThreadSanitizer's report, in the
+ * end-to-end suite against DynamoDB Local).
+ */
 static apr_status_t od_aws_pool_create(od_aws_t *aws, apr_pool_t *p)
 {
     int n = aws->opts.max_connections;
-    apr_status_t rv = apr_reslist_create(&aws->handles, 0, n, n, 0, od_aws_handle_make,
-                                         od_aws_handle_free, aws, p);
+    apr_pool_t *rp = NULL;
+    apr_status_t rv = apr_pool_create(&rp, p);
 
+    if (rv == APR_SUCCESS) {
+        rv = apr_reslist_create(&aws->handles, 0, n, n, 0, od_aws_handle_make, od_aws_handle_free,
+                                aws, rp);
+    }
     if (rv != APR_SUCCESS) {
         aws->handles = NULL;
+        if (rp != NULL) {
+            apr_pool_destroy(rp);
+        }
         od_log_error(aws->log, "aws: apr_reslist_create(%d handles) failed: %d", n, rv);
         return rv;
     }
+    aws->handles_pool = rp;
+    apr_pool_cleanup_register(rp, aws, od_aws_handles_gone, apr_pool_cleanup_null);
     /* A caller waits at most one request timeout for a free handle, then gets OD_EUNAVAIL. */
     apr_reslist_timeout_set(aws->handles, apr_time_from_msec(aws->opts.request_timeout_ms));
     return APR_SUCCESS;
