@@ -49,6 +49,7 @@ static const od_conf_key_t od_conf_keys[] = {
     OD_INT(queue_limit, 1, 1000000),
     OD_INT(max_connections, 1, 1000000),
     OD_INT(connection_timeout_s, 1, 3600),
+    OD_INT(header_timeout_s, 1, 3600),
     OD_INT(max_body_bytes, 64, 1048576),
     OD_INT(idempotency_ttl_s, 1, 86400),
     OD_INT(hot_cache_max_entries, 2, 100000000),
@@ -112,6 +113,7 @@ void od_config_defaults(od_settings_t *out)
     out->queue_limit = 4096;
     out->max_connections = 4096;
     out->connection_timeout_s = 30;
+    out->header_timeout_s = 10;
     out->max_body_bytes = 1024;
     out->idempotency_ttl_s = 15;
     out->hot_cache_max_entries = 100000;

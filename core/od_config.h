@@ -35,6 +35,7 @@ typedef struct od_settings_t {
     int queue_limit;            /* requests waiting for a worker before 503 */
     int max_connections;
     int connection_timeout_s;
+    int header_timeout_s; /* for a request head to be complete, however it trickles in */
     int max_body_bytes;
     int idempotency_ttl_s;
     int hot_cache_max_entries;

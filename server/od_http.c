@@ -1,5 +1,7 @@
 /* od_http: libmicrohttpd front end with an APR worker pool behind suspended connections. */
 #include "od_http.h"
+#include "od_conns.h"
+#include "od_http_head.h"
 #include "od_problem.h"
 #include "od_ratelimit.h"
 #include "od_status.h"
@@ -30,6 +32,12 @@
 #define OD_HTTP_DRAIN_POLL apr_time_from_msec(10)
 /* Most body bytes read and thrown away to be able to answer 413 (or to ignore a GET's body). */
 #define OD_HTTP_DISCARD_MAX (1024 * 1024)
+/* Sent with every 401 (RFC 9110 11.6.1): how to authenticate. */
+#define OD_HTTP_WWW_AUTHENTICATE "ApiKey realm=\"orderd\", header=\"X-API-Key\""
+/* libmicrohttpd keeps a request's head, its read buffer and the answer's head in one memory
+ * pool per connection. Twice max_header_bytes and this much more leaves room to read a head
+ * over the limit and still answer it 431 (beyond that libmicrohttpd answers 431 itself). */
+#define OD_HTTP_POOL_SPARE (8 * 1024)
 
 struct od_http_s {
     const od_settings_t *settings;
@@ -48,6 +56,7 @@ struct od_http_s {
     apr_pool_t *pool;
     struct MHD_Daemon *daemon;
     apr_thread_pool_t *workers;
+    od_conns_t *conns;    /* connection states and deadlines (od_conns) */
     const char *tls_cert; /* PEM, or NULL for plain HTTP */
     const char *tls_key;
     apr_hash_t *cors; /* allowed origins; NULL: CORS off; contains "*": any origin */
@@ -78,6 +87,7 @@ struct od_request_s {
     const char *request_id;
     const char *order_id; /* for the access log, if the request concerned one */
     od_route_t route;
+    od_conns_entry_t *conn_entry; /* the connection's, in od_conns */
     od_req_state_e state;
     char *body;
     apr_size_t body_len;
@@ -251,6 +261,9 @@ static od_request_t *od_request_create(od_http_t *h, struct MHD_Connection *conn
     r->method = apr_pstrdup(p, method);
     r->path = apr_pstrdup(p, url);
     r->headers = apr_table_make(p, 4);
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->conn_entry = info != NULL ? info->socket_context : NULL;
     return r;
 }
 
@@ -455,11 +468,34 @@ static void od_http_request_id(od_request_t *r)
     apr_table_setn(r->headers, "X-Request-Id", r->request_id);
 }
 
-static enum MHD_Result od_http_first(od_request_t *r)
+/* A head whose framing or fields cannot be trusted (od_reqhead) is answered at once and the
+ * connection closed: whatever follows on it may be a smuggled request. */
+static int od_http_refuse_head(od_request_t *r, const char *method, const char *version,
+                               enum MHD_Result *ret)
+{
+    od_reqhead_verdict_t v;
+
+    if (od_http_head_check(r->conn, method, version,
+                           (apr_size_t) r->http->settings->max_header_bytes, &v, r->pool) == 0) {
+        return 0;
+    }
+    r->route.metric = OD_METRICS_OTHER;
+    od_request_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    *ret = od_http_fail(r, v.status, v.title, v.detail);
+    return 1;
+}
+
+/* @p method and @p version are libmicrohttpd's own strings (r->method is a copy). */
+static enum MHD_Result od_http_first(od_request_t *r, const char *method, const char *version)
 {
     od_http_t *h = r->http;
+    enum MHD_Result ret = MHD_YES;
 
     od_http_request_id(r);
+    od_conns_busy(h->conns, r->conn_entry);
+    if (od_http_refuse_head(r, method, version, &ret)) {
+        return ret;
+    }
     h->handler.route(h->handler.baton, r->method, r->path, &r->route);
     if (strcmp(r->method, "OPTIONS") == 0 && r->route.status != MHD_HTTP_NOT_FOUND) {
         r->route.metric = OD_METRICS_OPTIONS;
@@ -477,6 +513,7 @@ static enum MHD_Result od_http_first(od_request_t *r)
     apr_interval_time_t wait = 0;
     int refused = r->route.is_public ? 0 : od_http_admit(r, &wait);
     if (refused == MHD_HTTP_UNAUTHORIZED) {
+        od_request_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, OD_HTTP_WWW_AUTHENTICATE);
         return od_http_fail(r, MHD_HTTP_UNAUTHORIZED, "Unauthorized",
                             "a valid X-API-Key header is required");
     }
@@ -653,7 +690,7 @@ static enum MHD_Result od_http_access(void *cls, struct MHD_Connection *conn, co
     if (r == NULL) {
         r = od_request_create(cls, conn, url, method);
         *con_cls = r;
-        return od_http_first(r);
+        return od_http_first(r, method, version);
     }
     if (r->state == OD_REQ_DONE) {
         return od_http_resumed(r);
@@ -706,6 +743,7 @@ static void od_http_completed(void *cls, struct MHD_Connection *conn, void **con
         od_http_access_log(h, r, took, toe);
     }
     *con_cls = NULL;
+    od_conns_idle(h->conns, r->conn_entry, apr_time_now());
     if (r->dispatched) {
         apr_atomic_dec32(&h->inflight);
     }
@@ -720,6 +758,12 @@ void od_http_stats(od_http_t *h, od_http_stats_t *out)
     out->workers = (unsigned int) h->settings->worker_threads;
     out->queue_limit = (unsigned int) h->settings->queue_limit;
     out->stopping = apr_atomic_read32(&h->stopping) != 0;
+    od_conns_stats_t cs;
+    od_conns_stats(h->conns, &cs);
+    out->connections = cs.open;
+    out->connections_idle = cs.idle;
+    out->head_timeouts = cs.head_timeouts;
+    out->evicted = cs.evicted;
 }
 
 static void od_http_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -732,7 +776,32 @@ static void od_http_mhd_log(void *cls, const char *fmt, va_list ap)
     od_log_warn(h->log, "http: libmicrohttpd: %s", msg);
 }
 
+/* Connections come and go on libmicrohttpd's threads; od_conns watches their deadlines.
+ * CLOSED comes before libmicrohttpd closes the socket. */
+static void od_http_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                               enum MHD_ConnectionNotificationCode code)
+{
+    od_http_t *h = cls;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context =
+            info != NULL ? od_conns_open(h->conns, info->connect_fd, apr_time_now()) : NULL;
+    } else {
+        od_conns_close(h->conns, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
 /* ---- life cycle ---- */
+
+/* Slots kept free for new clients by closing idle connections: 1/32 of the limit, 1 to 64. */
+static int od_http_reserve(int max_connections)
+{
+    int reserve = max_connections / 32;
+    return reserve < 1 ? 1 : reserve > 64 ? 64 : reserve;
+}
 
 static apr_status_t od_http_cleanup(void *data)
 {
@@ -774,7 +843,15 @@ apr_status_t od_http_create(od_http_t **out, const od_settings_t *settings, cons
                      settings->worker_threads, rv);
         return rv;
     }
-    /* A pre-cleanup: workers and MHD must stop before the pool's subpools go away. */
+    od_conns_options_t co = {settings->max_connections, od_http_reserve(settings->max_connections),
+                             apr_time_from_sec(settings->header_timeout_s),
+                             apr_time_from_sec(settings->connection_timeout_s)};
+    rv = od_conns_create(&h->conns, &co, log, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    /* A pre-cleanup, run before the connection tracker's (registered first): workers and MHD
+     * must stop before the tracker and the pool's subpools go away. */
     apr_pool_pre_cleanup_register(p, h, od_http_cleanup);
     *out = h;
     return APR_SUCCESS;
@@ -825,9 +902,11 @@ apr_status_t od_http_start(od_http_t *h)
         {MHD_OPTION_CONNECTION_LIMIT, s->max_connections, NULL},
         {MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->max_connections_per_ip, NULL},
         /* Headers live in the connection's memory pool: capping it caps their size. */
-        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t) s->max_header_bytes * 2, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+         (intptr_t) s->max_header_bytes * 2 + OD_HTTP_POOL_SPARE, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, s->connection_timeout_s, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) od_http_completed, h},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) od_http_connection, h},
         {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
         {h->tls_cert != NULL ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *) h->tls_cert},
         {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *) h->tls_key},
@@ -845,7 +924,7 @@ apr_status_t od_http_start(od_http_t *h)
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info != NULL ? info->port : s->listen_port;
-    return APR_SUCCESS;
+    return od_conns_start(h->conns) == APR_SUCCESS ? APR_SUCCESS : OD_EUNAVAIL;
 }
 
 void od_http_set_tls(od_http_t *h, const char *cert_pem, const char *key_pem)
@@ -900,6 +979,7 @@ void od_http_stop(od_http_t *h, apr_interval_time_t timeout)
         MHD_stop_daemon(h->daemon);
         h->daemon = NULL;
     }
+    od_conns_stop(h->conns);
     if (listener != MHD_INVALID_SOCKET) {
         close(listener);
     }

@@ -87,6 +87,10 @@ typedef struct od_http_stats_t {
     unsigned int workers;  /* worker_threads */
     unsigned int queue_limit;
     int stopping;
+    unsigned int connections;      /* client connections held */
+    unsigned int connections_idle; /* of which idle between keep-alive requests */
+    apr_uint64_t head_timeouts;    /* closed: a request head not complete in header_timeout_s */
+    apr_uint64_t evicted;          /* closed while idle to free a slot at max_connections */
 } od_http_stats_t;
 
 /** Fills @p out. Thread-safe. */

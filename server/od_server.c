@@ -323,6 +323,19 @@ static void od_server_metrics_http(od_server_t *srv, od_metrics_text_t *t)
     od_server_gauge(t, "orderd_requests_deferred", "gauge",
                     "Requests handed to the store's writer, waiting for their commit.",
                     hs.deferred);
+    od_server_gauge(t, "orderd_http_connections", "gauge", "Client connections held.",
+                    hs.connections);
+    od_server_gauge(t, "orderd_http_connections_idle", "gauge",
+                    "Client connections idle between keep-alive requests.", hs.connections_idle);
+    od_metrics_family(t, "orderd_http_connections_closed_total", "counter",
+                      "Connections orderd closed: a request head not complete within "
+                      "header_timeout_s, or idle at max_connections to make room.");
+    od_metrics_printf(t,
+                      "orderd_http_connections_closed_total{reason=\"header_timeout\"} "
+                      "%" APR_UINT64_T_FMT "\n"
+                      "orderd_http_connections_closed_total{reason=\"evicted\"} "
+                      "%" APR_UINT64_T_FMT "\n",
+                      hs.head_timeouts, hs.evicted);
     od_cache_stats(srv->cache, &cs);
     od_server_gauge(t, "orderd_hot_cache_hits_total", "counter", "Replays answered from memory.",
                     cs.hits);

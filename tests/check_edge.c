@@ -158,21 +158,12 @@ END_TEST
  * request and then nothing more; -1 if refused. */
 static int slow_client(int port)
 {
-    struct sockaddr_in src = {.sin_family = AF_INET}, dst = {.sin_family = AF_INET};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    inet_pton(AF_INET, "127.0.0.2", &src.sin_addr);
-    inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
-    dst.sin_port = htons((unsigned short) port);
-    if (bind(fd, (struct sockaddr *) &src, sizeof(src)) != 0 ||
-        connect(fd, (struct sockaddr *) &dst, sizeof(dst)) != 0) {
-        close(fd);
-        return -1;
-    }
+    int fd = od_test_connect_from("127.0.0.2", port);
     const char *part = "POST /orders HTTP/1.1\r\nHost: x\r\nX-Slow: ";
-    if (send(fd, part, strlen(part), MSG_NOSIGNAL) < 0) {
+
+    if (fd >= 0 && send(fd, part, strlen(part), MSG_NOSIGNAL) < 0) {
         close(fd);
-        return -1;
+        fd = -1;
     }
     return fd;
 }
@@ -401,22 +392,6 @@ static void *lc_post(void *data)
     return NULL;
 }
 
-static int lc_count_orders(od_test_env_t *env)
-{
-    char cmd[PATH_MAX + 64];
-    int n = -1;
-    snprintf(cmd, sizeof(cmd), "sqlite3 %s/orders.db 'SELECT count(*) FROM orders'",
-             od_test_env_dir(env));
-    FILE *f = popen(cmd, "r");
-    if (f != NULL && fscanf(f, "%d", &n) != 1) {
-        n = -1;
-    }
-    if (f != NULL) {
-        pclose(f);
-    }
-    return n;
-}
-
 START_TEST(test_edge_sigterm_under_load_nothing_half_done)
 {
     od_test_env_t *env = od_test_env_create(NULL);
@@ -439,7 +414,7 @@ START_TEST(test_edge_sigterm_under_load_nothing_half_done)
     }
     ck_assert_int_gt(created, 0);
     /* Exactly the acknowledged orders are stored: none lost, none stored without its 201. */
-    ck_assert_int_eq(lc_count_orders(env), created);
+    ck_assert_int_eq(od_test_stored_orders(env), created);
     ck_assert_int_eq(od_test_server_start(env), 0);
     for (int i = 0; i < LC_THREADS; i++) {
         for (int j = 0; j < c[i].created; j++) {

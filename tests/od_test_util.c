@@ -524,8 +524,8 @@ static long od_test_drain(int fd, char *reply, size_t reply_size, long timeout_m
     return (long) total;
 }
 
-long od_test_send_raw(const od_test_env_t *env, const void *data, size_t len, char *reply,
-                      size_t reply_size, long timeout_ms)
+static long od_test_raw(const od_test_env_t *env, const void *data, size_t len, int half_close,
+                        char *reply, size_t reply_size, long timeout_ms)
 {
     int port = atomic_load(&env->port);
     int fd = port > 0 ? od_test_connect(port, timeout_ms) : -1;
@@ -535,11 +535,58 @@ long od_test_send_raw(const od_test_env_t *env, const void *data, size_t len, ch
         return -1;
     }
     if (send(fd, data, len, MSG_NOSIGNAL) == (ssize_t) len) {
-        shutdown(fd, SHUT_WR);
+        if (half_close) {
+            shutdown(fd, SHUT_WR);
+        }
         rc = od_test_drain(fd, reply, reply_size, timeout_ms);
     }
     close(fd);
     return rc;
+}
+
+long od_test_send_raw(const od_test_env_t *env, const void *data, size_t len, char *reply,
+                      size_t reply_size, long timeout_ms)
+{
+    return od_test_raw(env, data, len, 1, reply, reply_size, timeout_ms);
+}
+
+long od_test_exchange_raw(const od_test_env_t *env, const void *data, size_t len, char *reply,
+                          size_t reply_size, long timeout_ms)
+{
+    return od_test_raw(env, data, len, 0, reply, reply_size, timeout_ms);
+}
+
+int od_test_stored_orders(const od_test_env_t *env)
+{
+    char cmd[PATH_MAX + 64];
+    int n = -1;
+
+    snprintf(cmd, sizeof(cmd), "sqlite3 %s/orders.db 'SELECT count(*) FROM orders'",
+             od_test_env_dir(env));
+    FILE *f = popen(cmd, "r");
+    if (f != NULL && fscanf(f, "%d", &n) != 1) {
+        n = -1;
+    }
+    if (f != NULL) {
+        pclose(f);
+    }
+    return n;
+}
+
+int od_test_connect_from(const char *source, int port)
+{
+    struct sockaddr_in src = {.sin_family = AF_INET}, dst = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    inet_pton(AF_INET, source, &src.sin_addr);
+    inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
+    dst.sin_port = htons((unsigned short) port);
+    if (fd >= 0 && (bind(fd, (struct sockaddr *) &src, sizeof(src)) != 0 ||
+                    connect(fd, (struct sockaddr *) &dst, sizeof(dst)) != 0)) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
 }
 
 /* ---- HTTP ---- */

@@ -151,6 +151,25 @@ void od_test_response_free(od_test_response_t *resp);
 long od_test_send_raw(const od_test_env_t *env, const void *data, size_t len, char *reply,
                       size_t reply_size, long timeout_ms);
 
+/**
+ * As od_test_send_raw, but the connection is not half-closed: the reply is read until the
+ * server closes the connection or @p timeout_ms passes (a keep-alive answer ends by timeout).
+ */
+long od_test_exchange_raw(const od_test_env_t *env, const void *data, size_t len, char *reply,
+                          size_t reply_size, long timeout_ms);
+
+/**
+ * The number of orders in the environment's SQLite store (orders.db), read with the sqlite3
+ * CLI, not through orderd; -1 if it cannot be read.
+ */
+int od_test_stored_orders(const od_test_env_t *env);
+
+/**
+ * A blocking TCP connection to 127.0.0.1:@p port from the loopback address @p source (e.g.
+ * "127.0.0.2", another "client address"). Returns the socket, or -1 if refused.
+ */
+int od_test_connect_from(const char *source, int port);
+
 /** Removes @p path and everything under it (like rm -rf; symlinks are not followed). */
 void od_test_remove_tree(const char *path);
 
