@@ -34,10 +34,6 @@
 #define OD_HTTP_DISCARD_MAX (1024 * 1024)
 /* Sent with every 401 (RFC 9110 11.6.1): how to authenticate. */
 #define OD_HTTP_WWW_AUTHENTICATE "ApiKey realm=\"orderd\", header=\"X-API-Key\""
-/* libmicrohttpd keeps a request's head, its read buffer and the answer's head in one memory
- * pool per connection. Twice max_header_bytes and this much more leaves room to read a head
- * over the limit and still answer it 431 (beyond that libmicrohttpd answers 431 itself). */
-#define OD_HTTP_POOL_SPARE (8 * 1024)
 
 struct od_http_s {
     const od_settings_t *settings;
@@ -902,8 +898,7 @@ apr_status_t od_http_start(od_http_t *h)
         {MHD_OPTION_CONNECTION_LIMIT, s->max_connections, NULL},
         {MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->max_connections_per_ip, NULL},
         /* Headers live in the connection's memory pool: capping it caps their size. */
-        {MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-         (intptr_t) s->max_header_bytes * 2 + OD_HTTP_POOL_SPARE, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t) s->max_header_bytes * 2, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, s->connection_timeout_s, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) od_http_completed, h},
         {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) od_http_connection, h},
