@@ -30,6 +30,7 @@ const od_suite_entry_t od_suites[] = {
     {"daemon", od_daemon_suite},
     {"e2e", od_e2e_suite},
     {"utf8", od_utf8_suite},
+    {"log", od_log_suite},
     {NULL, NULL},
 };
 
