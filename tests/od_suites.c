@@ -31,6 +31,7 @@ const od_suite_entry_t od_suites[] = {
     {"e2e", od_e2e_suite},
     {"utf8", od_utf8_suite},
     {"log", od_log_suite},
+    {"sink_file", od_sink_file_suite},
     {NULL, NULL},
 };
 
