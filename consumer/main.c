@@ -54,7 +54,10 @@ static int od_run(const od_settings_t *settings, apr_pool_t *p)
     apr_thread_t *loop = NULL;
     apr_status_t trv = APR_SUCCESS;
 
-    od_log_create(&log, settings->log_level, stderr, p);
+    if (od_log_create(&log, settings->log_level, stderr, p) != APR_SUCCESS) {
+        fputs("order-consumer: od_log_create failed\n", stderr);
+        return 1;
+    }
     if (od_consumer_create(&c, settings, log, p) != APR_SUCCESS) {
         od_log_error(log, "order-consumer: start-up failed");
         return 1;

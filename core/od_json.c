@@ -8,6 +8,7 @@
  */
 #include "od_json.h"
 #include "od_status.h"
+#include "od_utf8.h"
 
 #include <apr_hash.h>
 #include <apr_strings.h>
@@ -40,19 +41,6 @@ typedef struct od_json_lint_s {
     const char **why;
     apr_pool_t *p;
 } od_json_lint_t;
-
-/* One row per valid UTF-8 lead byte range (Unicode 15, table 3-7): the sequence length and the
- * allowed range of the second byte, which is what excludes overlongs, surrogates and values
- * above U+10FFFF. json-c's VALIDATE_UTF8 only checks the byte pattern, not these ranges. */
-typedef struct od_json_utf8_row_s {
-    unsigned char lead_lo, lead_hi, len, second_lo, second_hi;
-} od_json_utf8_row_t;
-
-static const od_json_utf8_row_t od_json_utf8_rows[] = {
-    {0xC2, 0xDF, 2, 0x80, 0xBF}, {0xE0, 0xE0, 3, 0xA0, 0xBF}, {0xE1, 0xEC, 3, 0x80, 0xBF},
-    {0xED, 0xED, 3, 0x80, 0x9F}, {0xEE, 0xEF, 3, 0x80, 0xBF}, {0xF0, 0xF0, 4, 0x90, 0xBF},
-    {0xF1, 0xF3, 4, 0x80, 0xBF}, {0xF4, 0xF4, 4, 0x80, 0x8F},
-};
 
 static apr_status_t od_json_put_cleanup(void *doc)
 {
@@ -133,30 +121,17 @@ static apr_status_t od_json_lint_escape(od_json_lint_t *l)
     return APR_SUCCESS;
 }
 
-/* l->pos is at a byte >= 0x80 inside a string. */
+/* l->pos is at a byte >= 0x80 inside a string. json-c's VALIDATE_UTF8 only checks the byte
+ * pattern: overlongs, surrogates and values above U+10FFFF are caught here. */
 static apr_status_t od_json_lint_utf8(od_json_lint_t *l)
 {
-    const unsigned char *c = l->s + l->pos;
-    apr_size_t avail = l->len - l->pos;
-    size_t nrows = sizeof(od_json_utf8_rows) / sizeof(od_json_utf8_rows[0]);
+    apr_size_t n = od_utf8_seq_len(l->s + l->pos, l->len - l->pos);
 
-    for (size_t r = 0; r < nrows; r++) {
-        const od_json_utf8_row_t *row = &od_json_utf8_rows[r];
-        if (c[0] < row->lead_lo || c[0] > row->lead_hi) {
-            continue;
-        }
-        if (avail < row->len || c[1] < row->second_lo || c[1] > row->second_hi) {
-            break;
-        }
-        for (apr_size_t i = 2; i < row->len; i++) {
-            if ((c[i] & 0xC0) != 0x80) {
-                return od_json_fail_at(l, "invalid UTF-8");
-            }
-        }
-        l->pos += row->len;
-        return APR_SUCCESS;
+    if (n == 0) {
+        return od_json_fail_at(l, "invalid UTF-8");
     }
-    return od_json_fail_at(l, "invalid UTF-8");
+    l->pos += n;
+    return APR_SUCCESS;
 }
 
 /* A string just ended at l->pos; if a ':' follows it is a key of the innermost open object. */

@@ -101,7 +101,10 @@ static int od_init_store(const od_settings_t *settings, apr_pool_t *p)
 {
     od_log_t *log = NULL;
 
-    od_log_create(&log, settings->log_level, stderr, p);
+    if (od_log_create(&log, settings->log_level, stderr, p) != APR_SUCCESS) {
+        fputs("orderd: od_log_create failed\n", stderr);
+        return 1;
+    }
     return od_server_init_store(settings, log, p) == APR_SUCCESS ? 0 : 1;
 }
 
@@ -110,7 +113,10 @@ static int od_run(const od_settings_t *settings, const char *config_path, apr_po
     od_log_t *log = NULL;
     od_server_t *srv = NULL;
 
-    od_log_create(&log, settings->log_level, stderr, p);
+    if (od_log_create(&log, settings->log_level, stderr, p) != APR_SUCCESS) {
+        fputs("orderd: od_log_create failed\n", stderr);
+        return 1;
+    }
     if (od_server_create(&srv, settings, log, p) != APR_SUCCESS ||
         od_server_start(srv) != APR_SUCCESS) {
         od_log_error(log, "orderd: start-up failed");

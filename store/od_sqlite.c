@@ -510,6 +510,31 @@ static int od_sqlite_outbox_update(od_sqlite_t *s, od_sqlite_req_t *req)
     return rc;
 }
 
+/* After some errors (SQLITE_FULL, I/O errors) SQLite rolls the whole transaction back by itself;
+ * sqlite3_get_autocommit then says no transaction is active. */
+static int od_sqlite_rolled_back(const od_sqlite_t *s)
+{
+    return sqlite3_get_autocommit(s->w.db);
+}
+
+/* A write of the batch failed; logged once, here. Its savepoint is undone, unless SQLite has
+ * rolled back the whole transaction already: then there is no savepoint to undo (a ROLLBACK TO
+ * would only fail, and log a second error), and od_sqlite_in_transaction fails the batch. */
+static apr_status_t od_sqlite_apply_failed(od_sqlite_t *s, const od_sqlite_req_t *req)
+{
+    int gone = od_sqlite_rolled_back(s);
+
+    od_log_error(s->log, "sqlite: writing %s failed on %s: %s%s",
+                 req->kind == OD_SQLITE_PUT ? req->order->order_id : req->event[0].event_id,
+                 s->path, sqlite3_errmsg(s->w.db),
+                 gone ? "; SQLite rolled the batch back, the whole batch fails" : "");
+    if (!gone) {
+        od_sqlite_run(s, s->w.sp_rollback);
+        od_sqlite_run(s, s->w.sp_release);
+    }
+    return OD_EUNAVAIL;
+}
+
 /* One write in its own savepoint, so a failure undoes that write alone. A new order enters the
  * idempotency index once its savepoint is released: later orders of the batch see it, and a
  * failed commit takes it out again (od_sqlite_commit_batch). */
@@ -527,12 +552,7 @@ static apr_status_t od_sqlite_apply(od_sqlite_t *s, od_sqlite_req_t *req)
         rc = od_sqlite_insert(s, req, &row);
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        od_log_error(s->log, "sqlite: writing %s failed: %s",
-                     req->kind == OD_SQLITE_PUT ? req->order->order_id : req->event[0].event_id,
-                     sqlite3_errmsg(s->w.db));
-        od_sqlite_run(s, s->w.sp_rollback);
-        od_sqlite_run(s, s->w.sp_release);
-        return OD_EUNAVAIL;
+        return od_sqlite_apply_failed(s, req);
     }
     apr_status_t rv = od_sqlite_run(s, s->w.sp_release);
     /* Even if the release failed: the order stays in the batch's transaction, and the index must
@@ -576,32 +596,32 @@ static void od_sqlite_apply_marks(od_sqlite_t *s, const od_sqlite_marks_t *marks
         }
         n += m->n;
     }
-    if (rc != SQLITE_DONE) {
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        od_sqlite_run(s, s->w.sp_release);
+    } else if (od_sqlite_rolled_back(s)) {
+        od_log_error(s->log,
+                     "sqlite: sqlite3_step(DELETE FROM outbox) failed on %s: %s; SQLite rolled the"
+                     " batch back, the whole batch fails",
+                     s->path, sqlite3_errmsg(s->w.db));
+        sqlite3_reset(st);
+    } else {
         od_log_warn(s->log,
                     "sqlite: sqlite3_step(DELETE FROM outbox) failed on %s: %s; the %d published"
                     " mark(s) of this batch are dropped, their events will be published again",
                     s->path, sqlite3_errmsg(s->w.db), n);
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
+        sqlite3_reset(st);
         od_sqlite_run(s, s->w.sp_rollback);
+        od_sqlite_run(s, s->w.sp_release);
     }
-    od_sqlite_run(s, s->w.sp_release);
 }
 
-/* APR_SUCCESS while the batch's transaction is open. After some errors (SQLITE_FULL, I/O
- * errors) SQLite rolls the whole transaction back by itself: the batch's earlier orders are
- * then gone too, and the rest must not run one by one outside a transaction. */
+/* APR_SUCCESS while the batch's transaction is open. When SQLite has rolled it back by itself
+ * the batch's earlier orders are gone too, and the rest must not run one by one outside a
+ * transaction. Not logged: the failure that ended it was, where it happened. */
 static apr_status_t od_sqlite_in_transaction(od_sqlite_t *s)
 {
-    if (!sqlite3_get_autocommit(s->w.db)) {
-        return APR_SUCCESS;
-    }
-    od_log_error(s->log,
-                 "sqlite: the transaction of a batch was rolled back on %s (%s); the whole"
-                 " batch fails",
-                 s->path, sqlite3_errmsg(s->w.db));
-    return OD_EUNAVAIL;
+    return od_sqlite_rolled_back(s) ? OD_EUNAVAIL : APR_SUCCESS;
 }
 
 /* No order of a failed batch exists: neither may their index entries. */
@@ -629,7 +649,11 @@ static void od_sqlite_commit_batch(od_sqlite_t *s, od_sqlite_req_t *batch,
         od_sqlite_apply_marks(s, marks);
         rv = od_sqlite_in_transaction(s);
     }
-    if (rv == APR_SUCCESS && (rv = od_sqlite_run(s, s->w.commit)) != APR_SUCCESS) {
+    /* A failed COMMIT is logged by od_sqlite_run. After SQLITE_FULL or an I/O error SQLite has
+     * rolled back already (a ROLLBACK would fail with "no transaction is active" and log a
+     * second error for one failure); after SQLITE_BUSY the transaction is still open. */
+    if (rv == APR_SUCCESS && (rv = od_sqlite_run(s, s->w.commit)) != APR_SUCCESS &&
+        !od_sqlite_rolled_back(s)) {
         od_sqlite_run(s, s->w.rollback);
     }
     if (rv != APR_SUCCESS) {

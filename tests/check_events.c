@@ -3,6 +3,9 @@
  * downstream (the file, or SQS queues fed by SNS, SQS itself and an EventBridge rule) and by
  * scripts/verify-events, which must report `lost 0`.
  */
+#ifndef _GNU_SOURCE /* APR's pkg-config flags may already define it */
+#define _GNU_SOURCE /* prlimit */
+#endif
 #include "od_aws.h"
 #include "od_event.h"
 #include "od_suites.h"
@@ -15,9 +18,12 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 
 Suite *od_events_suite(void);
 
@@ -160,7 +166,8 @@ static void verify(od_test_env_t *env, const char *accepted, const char *events,
     size_t n_rest = fread(rest, 1, sizeof(rest) - 1, f);
     rest[n_rest] = '\0';
     int rc = pclose(f);
-    snprintf(want, sizeof(want), "accepted %d, stored %d, delivered %d, lost 0\n", n, n, n);
+    snprintf(want, sizeof(want), "accepted %d, stored %d, delivered %d, lost 0, corrupt 0\n", n, n,
+             n);
     ck_assert_msg(got != NULL && strcmp(line, want) == 0 && rc == 0,
                   "verify-events: %s%s (exit %d)", line, rest, rc);
 }
@@ -217,6 +224,68 @@ START_TEST(test_events_file_sink_matches_accepted)
     verify(env, accepted, events, 30);
     ck_assert_int_eq(od_test_server_stop(env, EV_STOP_MS), 0);
     assert_envelopes_unique(events, 30); /* and nothing more after the flush at stop */
+    od_test_env_destroy(env);
+    free(accepted);
+    apr_pool_destroy(p);
+}
+END_TEST
+
+/* Writes @p n padding envelopes (4 KiB each, events of no accepted order) to @p path. */
+static void pad_events(const char *path, int n)
+{
+    FILE *f = fopen(path, "w");
+
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < n; i++) {
+        fprintf(f,
+                "{\"event_id\":\"PAD%08d\",\"event_type\":\"order.accepted\",\"schema_version\":1,"
+                "\"order\":{\"order_id\":\"PAD%08d\",\"pad\":\"%04000d\"}}\n",
+                i, i, i);
+    }
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Sets orderd's file size limit to @p bytes (RLIM_INFINITY: none). */
+static void limit_orderd(od_test_env_t *env, rlim_t bytes)
+{
+    struct rlimit lim;
+
+    ck_assert_int_eq(prlimit(od_test_server_pid(env), RLIMIT_FSIZE, NULL, &lim), 0);
+    lim.rlim_cur = bytes == RLIM_INFINITY ? lim.rlim_max : bytes;
+    ck_assert_int_eq(prlimit(od_test_server_pid(env), RLIMIT_FSIZE, &lim, NULL), 0);
+}
+
+/* The events file's file system fills up mid-run. A file size limit on orderd (prlimit) makes a
+ * write past it stop short and then fail with EFBIG, as ENOSPC does on a full disk; SIGXFSZ,
+ * ignored here, stays ignored in orderd. The limit holds for every file orderd writes, so the
+ * events file starts at 8 MiB of padding, far beyond SQLite's files in this run: only its writes
+ * reach the limit. Orders keep their 201, the file never holds a cut line, and once there is
+ * room again the relay publishes every event that failed, each exactly once. */
+START_TEST(test_events_file_full_then_every_event_once)
+{
+    apr_pool_t *p = NULL;
+    long max_ms = 0;
+    const int npad = 2048;
+
+    apr_pool_create(&p, NULL);
+    od_test_env_t *env = env_new();
+    const char *events = apr_pstrcat(p, od_test_env_dir(env), "/events.jsonl", NULL);
+    pad_events(events, npad);
+    signal(SIGXFSZ, SIG_IGN);
+    run(env, file_conf(p, od_test_env_dir(env), "events_retry_after_s = 1\n"));
+    struct stat st;
+    ck_assert_int_eq(stat(events, &st), 0);
+    limit_orderd(env, (rlim_t) st.st_size + 1000); /* room for two events */
+    char *accepted = post_many(env, 700, 20, &max_ms);
+    od_test_sleep_ms(2500); /* prompt rounds and relay rounds against the full file */
+    int full = count_lines(events);
+    ck_assert_int_lt(full, npad + 20);
+    assert_envelopes_unique(events, full); /* whole lines only, none twice */
+    limit_orderd(env, RLIM_INFINITY);
+    ck_assert_int_eq(await_lines(events, npad + 20, 30000), npad + 20);
+    verify(env, accepted, events, 20);
+    ck_assert_int_eq(od_test_server_stop(env, EV_STOP_MS), 0);
+    assert_envelopes_unique(events, npad + 20); /* and nothing more after the flush at stop */
     od_test_env_destroy(env);
     free(accepted);
     apr_pool_destroy(p);
@@ -568,6 +637,7 @@ Suite *od_events_suite(void)
     tcase_add_unchecked_fixture(file, base_setup, teardown);
     tcase_set_timeout(file, 120);
     tcase_add_test(file, test_events_file_sink_matches_accepted);
+    tcase_add_test(file, test_events_file_full_then_every_event_once);
 #ifdef ORDERD_FAULT_INJECTION
     tcase_add_test(file, test_events_kill9_between_store_and_publish);
 #endif

@@ -12,7 +12,9 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <stdio.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -107,6 +109,38 @@ static const char *sql_text(const char *sql)
     sqlite3_finalize(st);
     sqlite3_close(db);
     return out;
+}
+
+/* Points the test's log (and the stores opened after it) at a fresh file; returns it. */
+static FILE *log_to_file(void)
+{
+    FILE *f = tmpfile();
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(od_log_create(&log_, OD_LOG_WARN, f, pool), APR_SUCCESS);
+    return f;
+}
+
+/* The number of error lines logged to @p f. None may be the follow-up of a failed batch: a
+ * ROLLBACK or RELEASE of what SQLite had already rolled back by itself. */
+static int batch_errors(FILE *f)
+{
+    char line[8192];
+    int n = 0;
+
+    fflush(f);
+    rewind(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strstr(line, "\"level\":\"error\"") == NULL) {
+            continue;
+        }
+        ck_assert_msg(strstr(line, "ROLLBACK") == NULL && strstr(line, "RELEASE") == NULL &&
+                          strstr(line, "no transaction is active") == NULL &&
+                          strstr(line, "no such savepoint") == NULL,
+                      "a failed batch logged a follow-up: %s", line);
+        n++;
+    }
+    fseek(f, 0, SEEK_END);
+    return n;
 }
 
 static apr_array_header_t *pending(od_store_t *s)
@@ -654,6 +688,7 @@ START_TEST(test_sqlite_full_file_fails_whole_orders)
     od_store_result_t r;
     int ok = 0;
 
+    FILE *lf = log_to_file();
     setenv("ORDERD_FAULT_SQLITE_MAX_PAGES", "48", 1);
     apr_pool_create(&p1, pool);
     a->store = open_store(p1);
@@ -692,7 +727,44 @@ START_TEST(test_sqlite_full_file_fails_whole_orders)
     ck_assert_int_eq(od_store_pending(s, t0 + apr_time_from_sec(3600), 10 * ASYNC_N, &events, pool),
                      APR_SUCCESS);
     ck_assert_int_eq(events->nelts, ok); /* one per stored order; the failed left none */
+    ck_assert_int_gt(batch_errors(lf), 0);
 #endif
+}
+END_TEST
+
+/* The disk fills up under the WAL (a file size limit: a write past it fails with EFBIG, as one
+ * fails with ENOSPC on a full disk): each failed order is logged once, and the store recovers
+ * once there is room again. */
+START_TEST(test_sqlite_full_disk_batch_logged_once)
+{
+    FILE *lf = log_to_file();
+    od_store_t *s = open_store(pool);
+    const char *pad = apr_psprintf(pool, "{\"pad\":\"%08000d\"}", 0);
+    struct rlimit old, lim;
+    struct stat db, wal;
+    od_store_result_t r;
+    int failed = 0;
+
+    od_store_order_t o = order("c1", "k", "01FULL0000000000000000000", t0);
+    ck_assert_int_eq(od_store_put(s, &o, &r, pool), APR_SUCCESS);
+    ck_assert_int_eq(stat(db_path(), &db), 0);
+    ck_assert_int_eq(stat(apr_pstrcat(pool, db_path(), "-wal", NULL), &wal), 0);
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t) (db.st_size > wal.st_size ? db.st_size : wal.st_size) + 65536;
+    signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    for (int i = 0; i < 200 && failed < 3; i++) {
+        o = order("c1", apr_psprintf(pool, "k%d", i), apr_psprintf(pool, "01FULL%020d", i), t0);
+        o.body = pad;
+        o.body_len = strlen(pad);
+        failed += od_store_put(s, &o, &r, pool) != APR_SUCCESS;
+    }
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    ck_assert_int_eq(failed, 3);
+    ck_assert_int_eq(batch_errors(lf), failed);
+    o = order("c1", "after", "01FULLAFTER000000000000000", t0);
+    ck_assert_int_eq(od_store_put(s, &o, &r, pool), APR_SUCCESS);
 }
 END_TEST
 
@@ -850,6 +922,7 @@ Suite *od_sqlite_suite(void)
     tcase_add_test(tc_conc, test_sqlite_wal_checkpointed_and_bounded);
     tcase_add_test(tc_conc, test_sqlite_put_async_completes_once_after_commit);
     tcase_add_test(tc_conc, test_sqlite_full_file_fails_whole_orders);
+    tcase_add_test(tc_conc, test_sqlite_full_disk_batch_logged_once);
     tcase_add_test(tc, test_sqlite_put_async_after_stop_is_shutdown);
     suite_add_tcase(s, tc_conc);
     return s;

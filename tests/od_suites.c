@@ -32,6 +32,9 @@ const od_suite_entry_t od_suites[] = {
     {"edge", od_edge_suite},
     {"daemon", od_daemon_suite},
     {"e2e", od_e2e_suite},
+    {"utf8", od_utf8_suite},
+    {"log", od_log_suite},
+    {"sink_file", od_sink_file_suite},
     {NULL, NULL},
 };
 

@@ -47,6 +47,9 @@ Suite *od_http_head_suite(void);
 Suite *od_edge_suite(void);
 Suite *od_daemon_suite(void);
 Suite *od_e2e_suite(void);
+Suite *od_utf8_suite(void);
+Suite *od_log_suite(void);
+Suite *od_sink_file_suite(void);
 
 /** The registry, terminated by an entry whose name is NULL. */
 extern const od_suite_entry_t od_suites[];

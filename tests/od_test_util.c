@@ -418,6 +418,11 @@ int od_test_server_port(const od_test_env_t *env)
     return env->pid != 0 ? atomic_load(&env->port) : 0;
 }
 
+int od_test_server_pid(const od_test_env_t *env)
+{
+    return (int) env->pid;
+}
+
 int od_test_server_stop(od_test_env_t *env, long timeout_ms)
 {
     int status = 0;

@@ -103,6 +103,9 @@ int od_test_server_start(od_test_env_t *env);
 /** The port the running daemon listens on; 0 if none. */
 int od_test_server_port(const od_test_env_t *env);
 
+/** The process id of the running daemon (e.g. for prlimit); 0 if none. */
+int od_test_server_pid(const od_test_env_t *env);
+
 /**
  * SIGTERM, then waits up to @p timeout_ms for the exit. Returns the exit status (0..255),
  * 128 + the signal number if it died of a signal, or -1 on timeout or without a daemon (after a
