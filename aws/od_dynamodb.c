@@ -72,9 +72,12 @@ static const char *od_ddb_get(json_object *item, const char *name, const char *t
 }
 
 /* Makes one DynamoDB call; on success (and for OD_ECONFLICT) parses the answer into @p doc.
- * The error @p expected (or NULL) is the caller's to handle: it comes back as OD_ENOTFOUND. */
+ * The error @p expected (or NULL) is the caller's to handle: it comes back as OD_ENOTFOUND.
+ * Sets @p *maybe_applied (unless NULL; never clears it) when a write may have been applied
+ * without an answer saying so: od_aws_response_t.maybe_applied, or a 2xx answer we cannot read. */
 static apr_status_t od_ddb_call_ex(od_ddb_t *d, const char *op, json_object *req,
-                                   const char *expected, json_object **doc, apr_pool_t *p)
+                                   const char *expected, json_object **doc, int *maybe_applied,
+                                   apr_pool_t *p)
 {
     size_t len = 0;
     const char *body = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &len);
@@ -85,6 +88,9 @@ static apr_status_t od_ddb_call_ex(od_ddb_t *d, const char *op, json_object *req
     apr_status_t rv = od_aws_call(d->aws, &r, &resp, p);
 
     *doc = NULL;
+    if (maybe_applied != NULL) {
+        *maybe_applied |= resp.maybe_applied;
+    }
     if (expected != NULL && resp.error_code != NULL && strcmp(resp.error_code, expected) == 0) {
         return OD_ENOTFOUND;
     }
@@ -92,6 +98,9 @@ static apr_status_t od_ddb_call_ex(od_ddb_t *d, const char *op, json_object *req
         *doc = od_ddb_owned(json_tokener_parse(resp.body), p);
         if (*doc == NULL) {
             od_log_error(d->log, "dynamodb: %s: answer is not JSON", op);
+            if (maybe_applied != NULL && rv == APR_SUCCESS) {
+                *maybe_applied = 1; /* a 2xx: the write was applied */
+            }
             return OD_EUNAVAIL;
         }
     }
@@ -101,7 +110,7 @@ static apr_status_t od_ddb_call_ex(od_ddb_t *d, const char *op, json_object *req
 static apr_status_t od_ddb_call(od_ddb_t *d, const char *op, json_object *req, json_object **doc,
                                 apr_pool_t *p)
 {
-    return od_ddb_call_ex(d, op, req, NULL, doc, p);
+    return od_ddb_call_ex(d, op, req, NULL, doc, NULL, p);
 }
 
 /* ---- put ---- */
@@ -264,14 +273,49 @@ static apr_status_t od_ddb_cancelled(od_ddb_t *d, const od_store_order_t *o, jso
     return APR_SUCCESS;
 }
 
-static apr_status_t od_ddb_put(void *impl, const od_store_order_t *o, od_store_result_t *res,
-                               apr_pool_t *p)
+/*
+ * The transaction failed without a definitive answer: it may have committed (its answer was
+ * lost) or may still commit. A consistent read of the idempotency record settles it where it
+ * can: our order id means our transaction committed; another order's record that is live at our
+ * created_at means ours can never commit (its condition fails), so that order is the replay. No
+ * record (or an expired one, or a failed read) proves nothing while ours may be in flight.
+ */
+static apr_status_t od_ddb_resolve(od_ddb_t *d, const od_store_order_t *o, apr_status_t failed,
+                                   od_store_result_t *res, apr_pool_t *p)
 {
-    od_ddb_t *d = impl;
+    json_object *item = NULL;
+    apr_status_t rv = od_ddb_read_idem(d, o, &item, p);
+    const char *id = od_ddb_get(item, "order_id", "S"), *body = od_ddb_get(item, "body", "S");
+    const char *expires = od_ddb_get(item, "expires_at_us", "N");
+    int ours = id != NULL && strcmp(id, o->order_id) == 0;
+    int blocks_ours = expires != NULL && apr_atoi64(expires) > o->created_at;
+    char buf[96];
+
+    if (rv == APR_SUCCESS && id != NULL && body != NULL && (ours || blocks_ours)) {
+        od_log_warn(d->log, "dynamodb: order %s: no answer to TransactWriteItems; read back: %s%s",
+                    o->order_id, ours ? "stored" : "the key is order ", ours ? "" : id);
+        od_ddb_fill(res, ours ? OD_STORE_CREATED : OD_STORE_REPLAYED, id, body,
+                    od_ddb_get(item, "created_at", "N"), p);
+        return APR_SUCCESS;
+    }
+    od_log_error(d->log,
+                 "dynamodb: order %s: outcome unknown: TransactWriteItems failed (%s) after it was"
+                 " sent, and the read-back found %s; the order may be stored, or become stored",
+                 o->order_id, od_status_str(failed, buf, sizeof(buf)),
+                 rv == APR_SUCCESS    ? "an expired or incomplete record"
+                 : rv == OD_ENOTFOUND ? "no record yet"
+                                      : "nothing (it failed too)");
+    return OD_EUNKNOWN;
+}
+
+static apr_status_t od_ddb_put_try(od_ddb_t *d, const od_store_order_t *o, od_store_result_t *res,
+                                   int *maybe_applied, apr_pool_t *p)
+{
     json_object *req = od_ddb_transact(d, o, p), *doc = NULL;
 
     for (int attempt = 0;; attempt++) {
-        apr_status_t rv = od_ddb_call(d, "TransactWriteItems", req, &doc, p);
+        apr_status_t rv =
+            od_ddb_call_ex(d, "TransactWriteItems", req, NULL, &doc, maybe_applied, p);
         if (rv == APR_SUCCESS) {
             res->outcome = OD_STORE_CREATED;
             res->order_id = o->order_id;
@@ -294,6 +338,16 @@ static apr_status_t od_ddb_put(void *impl, const od_store_order_t *o, od_store_r
         }
         apr_sleep(OD_DDB_CONFLICT_DELAY * (attempt + 1));
     }
+}
+
+static apr_status_t od_ddb_put(void *impl, const od_store_order_t *o, od_store_result_t *res,
+                               apr_pool_t *p)
+{
+    int maybe_applied = 0;
+    apr_status_t rv = od_ddb_put_try(impl, o, res, &maybe_applied, p);
+
+    /* A failure is "nothing was stored" only if no attempt may have been applied. */
+    return rv != APR_SUCCESS && maybe_applied ? od_ddb_resolve(impl, o, rv, res, p) : rv;
 }
 
 /* ---- get ---- */
@@ -522,7 +576,8 @@ static apr_status_t od_ddb_create_table(od_ddb_t *d, apr_pool_t *p)
     json_object_object_add(req, "GlobalSecondaryIndexes", gsis);
     json_object_object_add(req, "BillingMode", json_object_new_string("PAY_PER_REQUEST"));
     /* Another instance may create it at the same moment: that is success too. */
-    apr_status_t rv = od_ddb_call_ex(d, "CreateTable", req, "ResourceInUseException", &doc, p);
+    apr_status_t rv =
+        od_ddb_call_ex(d, "CreateTable", req, "ResourceInUseException", &doc, NULL, p);
     return rv == OD_ENOTFOUND ? APR_SUCCESS : rv;
 }
 
@@ -566,7 +621,7 @@ static apr_status_t od_ddb_table_status_ex(od_ddb_t *d, const char **status, int
 {
     json_object *doc = NULL, *t = NULL, *s = NULL;
     apr_status_t rv = od_ddb_call_ex(d, "DescribeTable", od_ddb_table_req(d->table, p),
-                                     "ResourceNotFoundException", &doc, p);
+                                     "ResourceNotFoundException", &doc, NULL, p);
 
     *status = NULL;
     *has_index = *index_active = 0;
