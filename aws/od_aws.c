@@ -302,6 +302,23 @@ static od_aws_outcome_e od_aws_classify_curl(CURLcode rc, od_aws_response_t *r,
     }
 }
 
+/*
+ * Whether an attempt without a definitive answer may still have been applied: some of its request
+ * was sent (CURLINFO_REQUEST_SIZE counts what curl wrote to the connection: the head and the part
+ * of the body sent with it) before the transfer failed or timed out, or the service answered 5xx
+ * (a DynamoDB InternalServerError on a transaction may come after it committed). A connection
+ * never made, and 2xx and 4xx answers, are definitive.
+ */
+static int od_aws_maybe_applied(CURL *h, CURLcode rc, long http_status)
+{
+    long sent = 0;
+
+    if (rc == CURLE_OK) {
+        return http_status >= 500;
+    }
+    return curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK || sent > 0;
+}
+
 static od_aws_outcome_e od_aws_attempt(od_aws_t *aws, CURL *h, const od_aws_request_t *req,
                                        const od_aws_credentials_t *cr, od_aws_response_t *resp,
                                        apr_status_t *status, apr_pool_t *p)
@@ -315,6 +332,7 @@ static od_aws_outcome_e od_aws_attempt(od_aws_t *aws, CURL *h, const od_aws_requ
     curl_slist_free_all(headers);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->http_status);
     curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
+    resp->maybe_applied |= od_aws_maybe_applied(h, rc, resp->http_status);
     resp->body = buf.data;
     resp->body_len = buf.len;
     resp->error_code = NULL;
@@ -449,11 +467,14 @@ apr_status_t od_aws_call(od_aws_t *aws, const od_aws_request_t *req, od_aws_resp
     if (rv != APR_SUCCESS && rv != OD_ECONFLICT &&
         (req->expected_error == NULL || resp->error_code == NULL ||
          strcmp(req->expected_error, resp->error_code) != 0)) {
-        od_log_error(aws->log, "aws: %s %s failed after %d attempt(s): HTTP %ld %s: %s",
+        od_log_error(aws->log, "aws: %s %s failed after %d attempt(s): HTTP %ld %s: %s%s",
                      req->service, req->target != NULL ? req->target : req->endpoint,
                      resp->attempts, resp->http_status,
                      resp->error_code != NULL ? resp->error_code : "-",
-                     resp->error_message != NULL ? resp->error_message : "-");
+                     resp->error_message != NULL ? resp->error_message : "-",
+                     resp->maybe_applied ? " (sent without a definitive answer: a write may have"
+                                           " taken effect)"
+                                         : "");
     }
     return rv;
 }

@@ -52,6 +52,11 @@ typedef struct od_aws_response_t {
     const char *error_code;    /* "ConditionalCheckFailedException", "curl:28", ... or NULL */
     const char *error_message; /* or NULL */
     int attempts;
+    /* 1 if some attempt may have been applied by the service without an answer saying whether
+     * it was: its request was sent (at least in part) and then the transfer failed or timed out,
+     * or the service answered 5xx. 0 if every attempt was answered definitively (2xx, 4xx) or
+     * never sent (no connection). Kept whatever the later attempts got. */
+    int maybe_applied;
 } od_aws_response_t;
 
 /** Counters since creation; a snapshot. Latency buckets are upper bounds in milliseconds. */
@@ -86,8 +91,10 @@ apr_status_t od_aws_create(od_aws_t **out, const od_aws_options_t *opts, od_aws_
  *   OD_EAUTH       the credentials were refused (signature, unknown key, expired token, denied)
  *   OD_EINVAL      any other 4xx (a bad request: the caller's fault)
  * @p resp is filled in every case (error code and message from the service, or "curl:N" and
- * curl's message). Errors other than OD_ECONFLICT and req->expected_error are logged once here
- * with the code and message. Thread-safe.
+ * curl's message). A failed write whose resp->maybe_applied is 1 has an unknown outcome: it may
+ * have been applied (even by an attempt before a definitive refusal), and the caller must not
+ * report that nothing was done. Errors other than OD_ECONFLICT and req->expected_error are logged
+ * once here with the code and message. Thread-safe.
  */
 apr_status_t od_aws_call(od_aws_t *aws, const od_aws_request_t *req, od_aws_response_t *resp,
                          apr_pool_t *p);

@@ -1,28 +1,16 @@
-/* od_dynamodb: the store on DynamoDB, through the shared AWS client. */
-#include "od_dynamodb.h"
+/* od_dynamodb: the store on DynamoDB, through the shared AWS client; the put is in
+ * od_dynamodb_put.c. */
+#include "od_dynamodb_int.h"
 #include "od_status.h"
 
 #include <apr_strings.h>
-#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define OD_DDB_CONTENT_TYPE "application/x-amz-json-1.0"
 #define OD_DDB_TARGET "DynamoDB_20120810."
-#define OD_DDB_CONFLICT_RETRIES 5
-#define OD_DDB_CONFLICT_DELAY apr_time_from_msec(5)
 #define OD_DDB_INIT_WAIT apr_time_from_sec(60)
-/* Pending events are spread over this many keys of the sparse outbox index, so a high order
- * rate never concentrates on one index partition. */
-#define OD_DDB_OUTBOX_SHARDS 16
 #define OD_DDB_OUTBOX_INDEX "outbox"
-
-typedef struct od_ddb_s {
-    od_aws_t *aws;
-    const char *endpoint;
-    const char *table;
-    od_log_t *log;
-} od_ddb_t;
 
 /* ---- JSON helpers: documents are released by a cleanup on the call's pool ---- */
 
@@ -32,7 +20,7 @@ static apr_status_t od_ddb_put_json(void *obj)
     return APR_SUCCESS;
 }
 
-static json_object *od_ddb_owned(json_object *obj, apr_pool_t *p)
+json_object *od_ddb_owned(json_object *obj, apr_pool_t *p)
 {
     if (obj != NULL) {
         apr_pool_cleanup_register(p, obj, od_ddb_put_json, apr_pool_cleanup_null);
@@ -47,20 +35,19 @@ static json_object *od_ddb_attr(const char *type, const char *value)
     return a;
 }
 
-static json_object *od_ddb_s(const char *value)
+json_object *od_ddb_s(const char *value)
 {
     return od_ddb_attr("S", value);
 }
 
-static json_object *od_ddb_n(apr_int64_t value)
+json_object *od_ddb_n(apr_int64_t value)
 {
     char buf[32];
     snprintf(buf, sizeof(buf), "%" APR_INT64_T_FMT, value);
     return od_ddb_attr("N", buf);
 }
 
-/* Reads attribute @p name of type @p type ("S" or "N") from a DynamoDB item, or NULL. */
-static const char *od_ddb_get(json_object *item, const char *name, const char *type)
+const char *od_ddb_get(json_object *item, const char *name, const char *type)
 {
     json_object *a = NULL, *v = NULL;
 
@@ -71,10 +58,8 @@ static const char *od_ddb_get(json_object *item, const char *name, const char *t
     return json_object_get_string(v);
 }
 
-/* Makes one DynamoDB call; on success (and for OD_ECONFLICT) parses the answer into @p doc.
- * The error @p expected (or NULL) is the caller's to handle: it comes back as OD_ENOTFOUND. */
-static apr_status_t od_ddb_call_ex(od_ddb_t *d, const char *op, json_object *req,
-                                   const char *expected, json_object **doc, apr_pool_t *p)
+apr_status_t od_ddb_call_ex(od_ddb_t *d, const char *op, json_object *req, const char *expected,
+                            json_object **doc, int *maybe_applied, apr_pool_t *p)
 {
     size_t len = 0;
     const char *body = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &len);
@@ -85,6 +70,9 @@ static apr_status_t od_ddb_call_ex(od_ddb_t *d, const char *op, json_object *req
     apr_status_t rv = od_aws_call(d->aws, &r, &resp, p);
 
     *doc = NULL;
+    if (maybe_applied != NULL) {
+        *maybe_applied |= resp.maybe_applied;
+    }
     if (expected != NULL && resp.error_code != NULL && strcmp(resp.error_code, expected) == 0) {
         return OD_ENOTFOUND;
     }
@@ -92,117 +80,25 @@ static apr_status_t od_ddb_call_ex(od_ddb_t *d, const char *op, json_object *req
         *doc = od_ddb_owned(json_tokener_parse(resp.body), p);
         if (*doc == NULL) {
             od_log_error(d->log, "dynamodb: %s: answer is not JSON", op);
+            if (maybe_applied != NULL && rv == APR_SUCCESS) {
+                *maybe_applied = 1; /* a 2xx: the write was applied */
+            }
             return OD_EUNAVAIL;
         }
     }
     return rv;
 }
 
-static apr_status_t od_ddb_call(od_ddb_t *d, const char *op, json_object *req, json_object **doc,
-                                apr_pool_t *p)
+apr_status_t od_ddb_call(od_ddb_t *d, const char *op, json_object *req, json_object **doc,
+                         apr_pool_t *p)
 {
-    return od_ddb_call_ex(d, op, req, NULL, doc, p);
+    return od_ddb_call_ex(d, op, req, NULL, doc, NULL, p);
 }
 
-/* ---- put ---- */
+/* ---- get ---- */
 
-static json_object *od_ddb_idem_put(od_ddb_t *d, const od_store_order_t *o, apr_pool_t *p)
-{
-    json_object *item = json_object_new_object(), *put = json_object_new_object();
-    json_object *values = json_object_new_object();
-    /* DynamoDB's TTL attribute is in whole seconds: round up so it never deletes early. */
-    apr_int64_t expires_s = (o->expires_at + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC;
-
-    json_object_object_add(item, "pk",
-                           od_ddb_s(apr_pstrcat(p, "IDEM#", o->caller, "#", o->idem_key, NULL)));
-    json_object_object_add(item, "order_id", od_ddb_s(o->order_id));
-    json_object_object_add(item, "body", od_ddb_s(o->body));
-    json_object_object_add(item, "created_at", od_ddb_n(o->created_at));
-    json_object_object_add(item, "expires_at_us", od_ddb_n(o->expires_at));
-    json_object_object_add(item, "expires_at", od_ddb_n(expires_s));
-    json_object_object_add(values, ":now", od_ddb_n(o->created_at));
-    json_object_object_add(put, "TableName", json_object_new_string(d->table));
-    json_object_object_add(put, "Item", item);
-    json_object_object_add(put, "ConditionExpression",
-                           json_object_new_string("attribute_not_exists(pk) OR "
-                                                  "expires_at_us <= :now"));
-    json_object_object_add(put, "ExpressionAttributeValues", values);
-    json_object_object_add(put, "ReturnValuesOnConditionCheckFailure",
-                           json_object_new_string("ALL_OLD"));
-    return put;
-}
-
-/* The shard of an event: from the last character of its (random) ULID tail. */
-static const char *od_ddb_shard(const char *event_id, apr_pool_t *p)
-{
-    unsigned char c = (unsigned char) event_id[strlen(event_id) - 1];
-    return apr_psprintf(p, "P%02u", (unsigned int) c % OD_DDB_OUTBOX_SHARDS);
-}
-
-/* The outbox on the order item itself: the event and, while pending, the sparse index keys
- * (outbox_shard, outbox_due), which disappear when it is published. */
-static void od_ddb_outbox_attrs(json_object *item, const od_store_order_t *o, apr_pool_t *p)
-{
-    if (o->event_id == NULL) {
-        return;
-    }
-    json_object_object_add(item, "event_id", od_ddb_s(o->event_id));
-    json_object_object_add(item, "event", od_ddb_s(o->event));
-    json_object_object_add(item, "outbox_shard", od_ddb_s(od_ddb_shard(o->event_id, p)));
-    json_object_object_add(item, "outbox_due", od_ddb_n(o->event_due));
-    json_object_object_add(item, "outbox_attempts", od_ddb_n(0));
-}
-
-static json_object *od_ddb_order_put(od_ddb_t *d, const od_store_order_t *o, apr_pool_t *p)
-{
-    json_object *item = json_object_new_object(), *put = json_object_new_object();
-
-    json_object_object_add(item, "pk", od_ddb_s(apr_pstrcat(p, "ORDER#", o->order_id, NULL)));
-    json_object_object_add(item, "caller", od_ddb_s(o->caller));
-    json_object_object_add(item, "idem_key", od_ddb_s(o->idem_key));
-    json_object_object_add(item, "body", od_ddb_s(o->body));
-    json_object_object_add(item, "created_at", od_ddb_n(o->created_at));
-    od_ddb_outbox_attrs(item, o, p);
-    json_object_object_add(put, "TableName", json_object_new_string(d->table));
-    json_object_object_add(put, "Item", item);
-    json_object_object_add(put, "ConditionExpression",
-                           json_object_new_string("attribute_not_exists(pk)"));
-    return put;
-}
-
-static json_object *od_ddb_transact(od_ddb_t *d, const od_store_order_t *o, apr_pool_t *p)
-{
-    json_object *req = od_ddb_owned(json_object_new_object(), p);
-    json_object *items = json_object_new_array(), *a = json_object_new_object();
-    json_object *b = json_object_new_object();
-
-    json_object_object_add(a, "Put", od_ddb_idem_put(d, o, p));
-    json_object_object_add(b, "Put", od_ddb_order_put(d, o, p));
-    json_object_array_add(items, a);
-    json_object_array_add(items, b);
-    json_object_object_add(req, "TransactItems", items);
-    /* The order id is unique per attempt, so a retry after a lost answer is idempotent. */
-    json_object_object_add(req, "ClientRequestToken", json_object_new_string(o->order_id));
-    return req;
-}
-
-/* The Code of cancellation reason @p i, or "". */
-static const char *od_ddb_reason(json_object *doc, int i, json_object **item)
-{
-    json_object *reasons = NULL, *r = NULL, *code = NULL;
-
-    *item = NULL;
-    if (!json_object_object_get_ex(doc, "CancellationReasons", &reasons) ||
-        !json_object_is_type(reasons, json_type_array) ||
-        (r = json_object_array_get_idx(reasons, (size_t) i)) == NULL) {
-        return "";
-    }
-    json_object_object_get_ex(r, "Item", item);
-    return json_object_object_get_ex(r, "Code", &code) ? json_object_get_string(code) : "";
-}
-
-static void od_ddb_fill(od_store_result_t *res, od_store_outcome_e outcome, const char *order_id,
-                        const char *body, const char *created_at, apr_pool_t *p)
+void od_ddb_fill(od_store_result_t *res, od_store_outcome_e outcome, const char *order_id,
+                 const char *body, const char *created_at, apr_pool_t *p)
 {
     res->outcome = outcome;
     res->order_id = apr_pstrdup(p, order_id);
@@ -211,92 +107,6 @@ static void od_ddb_fill(od_store_result_t *res, od_store_outcome_e outcome, cons
     res->created_at = created_at != NULL ? apr_atoi64(created_at) : 0;
     res->event_seq = 0; /* events are found and marked by event_id here */
 }
-
-/* Reads the live idempotency item when the cancellation did not carry it (ALL_OLD is not
- * supported by every engine). */
-static apr_status_t od_ddb_read_idem(od_ddb_t *d, const od_store_order_t *o, json_object **item,
-                                     apr_pool_t *p)
-{
-    json_object *req = od_ddb_owned(json_object_new_object(), p), *key = json_object_new_object();
-    json_object *doc = NULL;
-
-    json_object_object_add(key, "pk",
-                           od_ddb_s(apr_pstrcat(p, "IDEM#", o->caller, "#", o->idem_key, NULL)));
-    json_object_object_add(req, "TableName", json_object_new_string(d->table));
-    json_object_object_add(req, "Key", key);
-    json_object_object_add(req, "ConsistentRead", json_object_new_boolean(1));
-    apr_status_t rv = od_ddb_call(d, "GetItem", req, &doc, p);
-    if (rv == APR_SUCCESS && !json_object_object_get_ex(doc, "Item", item)) {
-        rv = OD_ENOTFOUND;
-    }
-    return rv;
-}
-
-/* The transaction was cancelled: a replay, a conflict to retry, or an error.
- * Returns APR_SUCCESS (res filled), APR_EAGAIN (retry), or an error. */
-static apr_status_t od_ddb_cancelled(od_ddb_t *d, const od_store_order_t *o, json_object *doc,
-                                     od_store_result_t *res, apr_pool_t *p)
-{
-    json_object *item = NULL, *unused = NULL;
-    const char *idem = od_ddb_reason(doc, 0, &item);
-    const char *order = od_ddb_reason(doc, 1, &unused);
-
-    if (strcmp(idem, "TransactionConflict") == 0 || strcmp(order, "TransactionConflict") == 0) {
-        return APR_EAGAIN;
-    }
-    if (strcmp(idem, "ConditionalCheckFailed") != 0) {
-        od_log_error(d->log, "dynamodb: TransactWriteItems for order %s cancelled: [%s, %s]",
-                     o->order_id, idem, order);
-        return OD_EUNAVAIL;
-    }
-    if (item == NULL && od_ddb_read_idem(d, o, &item, p) != APR_SUCCESS) {
-        return APR_EAGAIN; /* the record expired or vanished since: try to store again */
-    }
-    const char *id = od_ddb_get(item, "order_id", "S"), *body = od_ddb_get(item, "body", "S");
-    if (id == NULL || body == NULL) {
-        od_log_error(d->log, "dynamodb: idempotency item for order %s lacks order_id/body",
-                     o->order_id);
-        return OD_EUNAVAIL;
-    }
-    /* Our own earlier attempt (answer lost, token ignored by the engine) is still ours. */
-    od_ddb_fill(res, strcmp(id, o->order_id) == 0 ? OD_STORE_CREATED : OD_STORE_REPLAYED, id, body,
-                od_ddb_get(item, "created_at", "N"), p);
-    return APR_SUCCESS;
-}
-
-static apr_status_t od_ddb_put(void *impl, const od_store_order_t *o, od_store_result_t *res,
-                               apr_pool_t *p)
-{
-    od_ddb_t *d = impl;
-    json_object *req = od_ddb_transact(d, o, p), *doc = NULL;
-
-    for (int attempt = 0;; attempt++) {
-        apr_status_t rv = od_ddb_call(d, "TransactWriteItems", req, &doc, p);
-        if (rv == APR_SUCCESS) {
-            res->outcome = OD_STORE_CREATED;
-            res->order_id = o->order_id;
-            res->body = o->body;
-            res->body_len = o->body_len;
-            res->created_at = o->created_at;
-            res->event_seq = 0;
-            return APR_SUCCESS;
-        }
-        if (rv == OD_ECONFLICT) {
-            rv = od_ddb_cancelled(d, o, doc, res, p);
-        }
-        if (rv != APR_EAGAIN) {
-            return rv;
-        }
-        if (attempt >= OD_DDB_CONFLICT_RETRIES) {
-            od_log_error(d->log, "dynamodb: order %s still conflicting after %d retries",
-                         o->order_id, attempt);
-            return OD_EUNAVAIL;
-        }
-        apr_sleep(OD_DDB_CONFLICT_DELAY * (attempt + 1));
-    }
-}
-
-/* ---- get ---- */
 
 static apr_status_t od_ddb_get_order(void *impl, const char *caller, const char *order_id,
                                      od_store_result_t *res, apr_pool_t *p)
@@ -522,7 +332,8 @@ static apr_status_t od_ddb_create_table(od_ddb_t *d, apr_pool_t *p)
     json_object_object_add(req, "GlobalSecondaryIndexes", gsis);
     json_object_object_add(req, "BillingMode", json_object_new_string("PAY_PER_REQUEST"));
     /* Another instance may create it at the same moment: that is success too. */
-    apr_status_t rv = od_ddb_call_ex(d, "CreateTable", req, "ResourceInUseException", &doc, p);
+    apr_status_t rv =
+        od_ddb_call_ex(d, "CreateTable", req, "ResourceInUseException", &doc, NULL, p);
     return rv == OD_ENOTFOUND ? APR_SUCCESS : rv;
 }
 
@@ -566,7 +377,7 @@ static apr_status_t od_ddb_table_status_ex(od_ddb_t *d, const char **status, int
 {
     json_object *doc = NULL, *t = NULL, *s = NULL;
     apr_status_t rv = od_ddb_call_ex(d, "DescribeTable", od_ddb_table_req(d->table, p),
-                                     "ResourceNotFoundException", &doc, p);
+                                     "ResourceNotFoundException", &doc, NULL, p);
 
     *status = NULL;
     *has_index = *index_active = 0;

@@ -15,6 +15,7 @@ static const char *const od_status_names[] = {
     "conditional check failed",
     "request body too large",
     "shutting down",
+    "outcome unknown",
 };
 
 const char *od_status_str(apr_status_t status, char *buf, apr_size_t bufsize)

@@ -34,6 +34,12 @@
 #define OD_ETOOLARGE (OD_STATUS_BASE + 9)
 /** The component is shutting down and takes no new work. */
 #define OD_ESHUTDOWN (OD_STATUS_BASE + 10)
+/**
+ * A write was sent but its outcome is unknown: the backing service did not answer (a timeout, a
+ * lost connection, a 5xx) and reading back could not tell. It may have been applied, or may still
+ * be; a retry must be one that is safe either way.
+ */
+#define OD_EUNKNOWN (OD_STATUS_BASE + 11)
 
 /**
  * A short, static description of @p status: orderd's own values by name, anything else through

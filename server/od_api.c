@@ -136,13 +136,30 @@ static void od_api_answer_order(od_request_t *r, int status, const char *order_i
 
 static void od_api_answer_store_error(od_api_t *api, od_request_t *r, apr_status_t rv)
 {
+    int is_post = strcmp(od_request_method(r), "POST") == 0;
     char buf[128];
 
-    /* The store has logged the cause. Refused credentials are the operator's to fix, not the
-     * client's: to the client the store is unavailable, as it is during an outage. */
+    /* The store has logged the cause. A write it sent without learning the outcome is not
+     * "nothing was stored": the client is told that, and that the same request is a safe retry
+     * (the idempotency record makes it return the order if it was stored). */
+    if (rv == OD_EUNKNOWN) {
+        od_request_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable",
+                           apr_psprintf(od_request_pool(r),
+                                        "the order store gave no answer on whether the order was"
+                                        " stored: it may or may not have been. Retrying the same"
+                                        " request within %d s (idempotency_ttl_s) is safe: it"
+                                        " returns the order if it was stored",
+                                        api->settings->idempotency_ttl_s),
+                           NULL);
+        return;
+    }
+    /* Refused credentials are the operator's to fix, not the client's: to the client the store
+     * is unavailable, as it is during an outage. */
     if (rv == OD_EUNAVAIL || rv == OD_ETHROTTLED || rv == OD_ESHUTDOWN || rv == OD_EAUTH) {
         od_request_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable",
-                           "the order store is unavailable; nothing was stored, retry shortly",
+                           is_post ? "the order store is unavailable; nothing was stored, retry"
+                                     " shortly"
+                                   : "the order store is unavailable, retry shortly",
                            NULL);
         return;
     }

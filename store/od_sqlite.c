@@ -624,12 +624,15 @@ static apr_status_t od_sqlite_in_transaction(od_sqlite_t *s)
     return od_sqlite_rolled_back(s) ? OD_EUNAVAIL : APR_SUCCESS;
 }
 
-/* No order of a failed batch exists: neither may their index entries. */
-static void od_sqlite_fail_batch(od_sqlite_t *s, od_sqlite_req_t *batch)
+/* No order of a failed batch exists for this process: neither may their index entries. With
+ * @p unknown (see od_sqlite_commit_batch) the orders it wrote may still exist after a restart. */
+static void od_sqlite_fail_batch(od_sqlite_t *s, od_sqlite_req_t *batch, int unknown)
 {
     od_idemidx_drop_newest(s->w.idx, s->w.added);
     for (od_sqlite_req_t *r = batch; r != NULL; r = r->next) {
-        r->status = OD_EUNAVAIL;
+        int wrote = r->kind == OD_SQLITE_PUT && r->status == APR_SUCCESS &&
+                    r->result->outcome == OD_STORE_CREATED;
+        r->status = unknown && wrote ? OD_EUNKNOWN : OD_EUNAVAIL;
     }
 }
 
@@ -638,6 +641,7 @@ static void od_sqlite_commit_batch(od_sqlite_t *s, od_sqlite_req_t *batch,
                                    const od_sqlite_marks_t *marks)
 {
     apr_status_t rv = od_sqlite_run(s, s->w.begin);
+    int unknown = 0;
 
     od_sqlite_expire(s, apr_time_now());
     s->w.added = 0;
@@ -652,12 +656,19 @@ static void od_sqlite_commit_batch(od_sqlite_t *s, od_sqlite_req_t *batch,
     /* A failed COMMIT is logged by od_sqlite_run. After SQLITE_FULL or an I/O error SQLite has
      * rolled back already (a ROLLBACK would fail with "no transaction is active" and log a
      * second error for one failure); after SQLITE_BUSY the transaction is still open. */
-    if (rv == APR_SUCCESS && (rv = od_sqlite_run(s, s->w.commit)) != APR_SUCCESS &&
-        !od_sqlite_rolled_back(s)) {
-        od_sqlite_run(s, s->w.rollback);
+    if (rv == APR_SUCCESS && (rv = od_sqlite_run(s, s->w.commit)) != APR_SUCCESS) {
+        /* An I/O error in COMMIT (the WAL's fsync failed) leaves the batch rolled back for this
+         * process, which overwrites its frames with the next commit; but those frames, with
+         * their commit mark, may be in the file, and if the process stops before then, the next
+         * open recovers them. So the orders are not known to be absent. Any other failure of
+         * COMMIT happens before its commit frame is written whole. */
+        unknown = (sqlite3_extended_errcode(s->w.db) & 0xff) == SQLITE_IOERR;
+        if (!od_sqlite_rolled_back(s)) {
+            od_sqlite_run(s, s->w.rollback);
+        }
     }
     if (rv != APR_SUCCESS) {
-        od_sqlite_fail_batch(s, batch);
+        od_sqlite_fail_batch(s, batch, unknown);
     }
 }
 

@@ -5,7 +5,10 @@
  * everything queued (up to batch_max), applies each order inside its own savepoint of one
  * transaction, commits with one fsync, then wakes the callers. Durability therefore costs one
  * fsync per batch, not per order. Reads (GET) use a pool of read-only connections, which WAL
- * lets run alongside the writer.
+ * lets run alongside the writer. A batch that fails is rolled back whole, and its new orders get
+ * OD_EUNAVAIL (nothing was stored), except after an I/O error in COMMIT (a failed fsync of the
+ * WAL): its frames may be in the file, to be recovered if the process stops before its next
+ * commit, so its new orders get OD_EUNKNOWN.
  *
  * Published marks (od_store_published) do not wait: they are queued and applied inside the
  * writer's next transaction (one of their own if no order comes). The WAL is copied into the

@@ -104,7 +104,11 @@ apr_status_t od_store_create(od_store_t **out, const od_store_ops_t *ops, void *
  * Stores @p order unless a live idempotency record for (caller, idem_key) exists.
  * Returns APR_SUCCESS with result->outcome OD_STORE_CREATED (result describes @p order) or
  * OD_STORE_REPLAYED (result is the original order), durable in both cases. Otherwise
- * OD_EUNAVAIL / OD_ETHROTTLED (retry later; nothing was stored) or OD_ESHUTDOWN; the backend has
+ * OD_EUNAVAIL / OD_ETHROTTLED (retry later; nothing was stored) or OD_ESHUTDOWN (nothing was
+ * stored); or OD_EUNKNOWN: the write was sent but its outcome could not be learnt (the backend
+ * got no answer and, where it can, read back without settling it), so @p order may be stored,
+ * or become stored later, with its idempotency record: storing the same (caller, idem_key) again
+ * before expires_at returns it if it was stored, and stores it once otherwise. The backend has
  * logged the cause. Result strings come from @p p. Thread-safe.
  */
 apr_status_t od_store_put(od_store_t *store, const od_store_order_t *order,

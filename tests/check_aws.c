@@ -359,6 +359,7 @@ START_TEST(test_aws_throttled_forever_gives_up_after_max_attempts)
     apr_status_t rv = list_tables(aws, od_test_proxy_url(proxy), &r);
     assert_failed(rv, OD_ETHROTTLED, &r, 400, "ThrottlingException", max);
     ck_assert_pstr_eq(r.error_message, "Rate exceeded");
+    ck_assert_int_eq(r.maybe_applied, 0); /* a throttled request was not applied */
     od_aws_stats_t s = stats(aws);
     ck_assert_uint_eq(s.attempts, (unsigned) max);
     ck_assert_uint_eq(s.retries, (unsigned) max - 1);
@@ -391,6 +392,7 @@ START_TEST(test_aws_server_error_forever_is_unavailable)
     od_test_proxy_set_mode(proxy, OD_PROXY_ERROR500, -1);
     apr_status_t rv = list_tables(aws, od_test_proxy_url(proxy), &r);
     assert_failed(rv, OD_EUNAVAIL, &r, 500, "InternalServerError", 3);
+    ck_assert_int_eq(r.maybe_applied, 1); /* a 5xx may come after the write was applied */
     od_aws_stats_t s = stats(aws);
     ck_assert_uint_eq(s.retries, 2);
     ck_assert_uint_eq(s.throttled, 0);
@@ -409,6 +411,8 @@ START_TEST(test_aws_dropped_connection_is_retried)
 
     od_test_proxy_set_mode(proxy, OD_PROXY_DROP, 1);
     assert_tables(list_tables(aws, od_test_proxy_url(proxy), &r), &r, 2);
+    ck_assert_int_eq(r.maybe_applied, 1); /* the dropped request was sent: the client cannot
+                                             know that the proxy did not forward it */
     od_aws_stats_t s = stats(aws);
     ck_assert_uint_eq(s.retries, 1);
     ck_assert_uint_eq(s.connects, 2);
@@ -427,6 +431,7 @@ START_TEST(test_aws_connection_refused_is_unavailable)
     apr_status_t rv = list_tables(aws, url, &r);
     close(fd);
     assert_failed(rv, OD_EUNAVAIL, &r, 0, "curl:7", 3); /* CURLE_COULDNT_CONNECT, retried */
+    ck_assert_int_eq(r.maybe_applied, 0);               /* never sent */
     ck_assert_ptr_nonnull(r.error_message);
     ck_assert_str_eq(r.body, "");
     ck_assert_uint_eq(r.body_len, 0);
@@ -468,6 +473,7 @@ START_TEST(test_aws_conditional_check_failure_not_retried)
 
     apr_status_t rv = call(aws, od_test_proxy_url(proxy), DDB("PutItem"), body, &r);
     assert_failed(rv, OD_ECONFLICT, &r, 400, "ConditionalCheckFailedException", 1);
+    ck_assert_int_eq(r.maybe_applied, 0);
     ck_assert_uint_eq(od_test_proxy_requests(proxy), 1);
     ck_assert_uint_eq(stats(aws).retries, 0);
     ck_assert_uint_eq(stats(aws).failed, 1);
@@ -494,6 +500,37 @@ START_TEST(test_aws_validation_errors_not_retried)
 }
 END_TEST
 
+/*
+ * The proxy forwards a conditional write and loses its answer: the engine stored the item, the
+ * client cannot know it, and says so (maybe_applied) even after the retry's definitive refusal,
+ * which is the condition failing on the item the first attempt stored. A fresh client, so that
+ * curl does not silently resend the request as it would on a reused connection.
+ */
+START_TEST(test_aws_lost_answer_may_have_been_applied)
+{
+    od_aws_t *aws = client(4, 3, 5000);
+    od_aws_response_t r;
+    const char *table = create_table(aws);
+    const char *put = apr_psprintf(pool,
+                                   "{\"TableName\":\"%s\",\"Item\":{\"pk\":{\"S\":\"lost\"}},"
+                                   "\"ConditionExpression\":\"attribute_not_exists(pk)\"}",
+                                   table);
+    const char *get = apr_psprintf(
+        pool, "{\"TableName\":\"%s\",\"Key\":{\"pk\":{\"S\":\"lost\"}},\"ConsistentRead\":true}",
+        table);
+
+    od_test_proxy_set_mode(proxy, OD_PROXY_LOSE, 1);
+    apr_status_t rv = call(aws, od_test_proxy_url(proxy), DDB("PutItem"), put, &r);
+    assert_failed(rv, OD_ECONFLICT, &r, 400, "ConditionalCheckFailedException", 2);
+    ck_assert_int_eq(r.maybe_applied, 1);
+    ck_assert_uint_eq(od_test_proxy_requests(proxy), 2);
+    rv = call(aws, od_test_engine_url(engine), DDB("GetItem"), get, &r);
+    ck_assert_int_eq(rv, APR_SUCCESS);
+    ck_assert_msg(strstr(r.body, "\"lost\"") != NULL, "no item: %s", r.body);
+    ck_assert_int_eq(r.maybe_applied, 0);
+}
+END_TEST
+
 /* ---- timeouts ---- */
 
 /* Through the proxy to a listener that never answers: each attempt times out. */
@@ -512,6 +549,7 @@ START_TEST(test_aws_request_timeout_is_unavailable)
     od_test_proxy_stop(slow);
     close(lfd);
     assert_failed(rv, OD_EUNAVAIL, &r, 0, "curl:28", 2); /* CURLE_OPERATION_TIMEDOUT */
+    ck_assert_int_eq(r.maybe_applied, 1);                /* sent, then no answer in time */
     ck_assert_msg(took >= 2 * SLOW_MS * 9 / 10 && took < 2 * SLOW_MS + 1000, "took %ld ms", took);
     ck_assert_uint_eq(requests, 2);
     ck_assert_uint_eq(stats(aws).retries, 1);
@@ -876,6 +914,7 @@ static void add_ddblocal_tests(TCase *tc)
     tcase_add_test(tc, test_aws_dropped_connection_is_retried);
     tcase_add_test(tc, test_aws_conditional_check_failure_not_retried);
     tcase_add_test(tc, test_aws_validation_errors_not_retried);
+    tcase_add_test(tc, test_aws_lost_answer_may_have_been_applied);
     tcase_add_test(tc, test_aws_request_timeout_is_unavailable);
     tcase_add_test(tc, test_aws_pool_exhaustion_times_out);
     tcase_add_test(tc, test_aws_retry_budget_limits_and_refills);

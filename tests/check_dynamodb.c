@@ -122,6 +122,34 @@ static long post(od_test_env_t *env, const char *body, char *order_id)
     return status;
 }
 
+/* One request; its status, and the answer's body (from @p p) in @p *answer. */
+static long exchange(od_test_env_t *env, const char *method, const char *path, const char *body,
+                     const char **answer, apr_pool_t *p)
+{
+    od_test_request_t req = {
+        .method = method, .path = path, .body = body, .body_len = body != NULL ? strlen(body) : 0};
+    od_test_response_t resp;
+
+    ck_assert_int_eq(od_test_http(env, &req, &resp), 0);
+    long status = resp.status;
+    *answer = apr_pstrmemdup(p, resp.body, resp.body_len);
+    if (status == 503) {
+        ck_assert_ptr_nonnull(od_test_response_header(&resp, "Retry-After"));
+    }
+    od_test_response_free(&resp);
+    return status;
+}
+
+/* A 503 for a write whose outcome is unknown: it says so, and never that nothing was stored. */
+static void assert_outcome_unknown(long status, const char *answer)
+{
+    ck_assert_int_eq(status, 503);
+    ck_assert_msg(strstr(answer, "may or may not have been") != NULL &&
+                      strstr(answer, "Retrying the same request within") != NULL &&
+                      strstr(answer, "nothing was stored") == NULL,
+                  "answer: %s", answer);
+}
+
 static char *order_body(apr_pool_t *p, int customer, int price)
 {
     return apr_psprintf(p, DDB_ORDER_FMT, customer, price);
@@ -338,8 +366,11 @@ START_TEST(test_dynamodb_throttling_bounded_retries_then_503)
     unsigned int before = od_test_proxy_requests(proxy);
 
     od_test_proxy_set_mode(proxy, OD_PROXY_THROTTLE, -1);
-    ck_assert_int_eq(post(env, order_body(p, 20, 1), NULL), 503);
+    const char *answer = NULL;
+    ck_assert_int_eq(exchange(env, "POST", "/orders", order_body(p, 20, 1), &answer, p), 503);
     ck_assert_uint_eq(od_test_proxy_requests(proxy) - before, 3); /* bounded: 3 attempts */
+    /* Throttled means refused: a definitive "not stored". */
+    ck_assert_msg(strstr(answer, "nothing was stored") != NULL, "answer: %s", answer);
     ck_assert(log_has(env, "ThrottlingException"));
     /* Throttled twice, then through: the third attempt stores it. */
     od_test_proxy_set_mode(proxy, OD_PROXY_THROTTLE, 2);
@@ -361,12 +392,94 @@ START_TEST(test_dynamodb_dropped_connections_retried)
 
     od_test_proxy_set_mode(proxy, OD_PROXY_DROP, 2);
     ck_assert_int_eq(post(env, order_body(p, 30, 1), id), 201);
-    /* A 5xx outage longer than the attempts: 503, and nothing was stored. */
+    /* A 5xx outage longer than the attempts: a 500 may come after the write was applied, and
+     * the read-back gets 500s too, so the 503 says the outcome is unknown. The proxy forwarded
+     * nothing, so the same request, retried as the answer advises, stores the order once. */
+    const char *answer = NULL;
     od_test_proxy_set_mode(proxy, OD_PROXY_ERROR500, -1);
-    ck_assert_int_eq(post(env, order_body(p, 31, 1), NULL), 503);
+    long status = exchange(env, "POST", "/orders", order_body(p, 31, 1), &answer, p);
+    assert_outcome_unknown(status, answer);
     od_test_proxy_set_mode(proxy, OD_PROXY_PASS, -1);
     ck_assert_int_eq(post(env, order_body(p, 31, 1), NULL), 201);
     ck_assert_int_eq(post(env, order_body(p, 30, 1), NULL), 200);
+    finish(env);
+    od_test_proxy_stop(proxy);
+    apr_pool_destroy(p);
+}
+END_TEST
+
+static const int lost_max_attempts[] = {1, 3};
+
+/*
+ * Every TransactWriteItems is forwarded, so DynamoDB commits it, and its answer is lost (the
+ * proxy closes the connection). The order is stored, so the client gets it (201, read back by
+ * its idempotency record), not a 503 saying that nothing was stored; the order can be read, and
+ * the same order on another instance (no hot cache) is its replay (200).
+ */
+START_TEST(test_dynamodb_lost_answer_resolved_by_read_back)
+{
+    apr_pool_t *p = NULL;
+    const char *answer = NULL;
+    char id[32], again[32];
+    int max = lost_max_attempts[_i];
+
+    apr_pool_create(&p, NULL);
+    od_test_proxy_t *proxy = od_test_proxy_start(od_test_engine_url(engine));
+    const char *conf = ddb_conf(p, od_test_proxy_url(proxy), apr_psprintf(p, "lost%d", max),
+                                apr_psprintf(p, "aws_max_attempts = %d\n", max));
+    od_test_env_t *env = start(conf);
+    const char *body = order_body(p, 50 + max, 5000);
+
+    od_test_proxy_set_target(proxy, "TransactWriteItems");
+    od_test_proxy_set_mode(proxy, OD_PROXY_LOSE, -1);
+    unsigned int before = od_test_proxy_requests(proxy);
+    ck_assert_int_eq(post(env, body, id), 201);
+    ck_assert_uint_ge(od_test_proxy_requests(proxy) - before, (unsigned) max + 1);
+    ck_assert_int_eq(strlen(id), 26);
+    ck_assert(log_has(env, apr_psprintf(p,
+                                        "order %s: no answer to TransactWriteItems; read back:"
+                                        " stored",
+                                        id)));
+    od_test_proxy_set_mode(proxy, OD_PROXY_PASS, -1);
+    ck_assert_int_eq(exchange(env, "GET", apr_pstrcat(p, "/orders/", id, NULL), NULL, &answer, p),
+                     200);
+    ck_assert_ptr_nonnull(strstr(answer, id));
+    /* Its answer lost too, the other instance's write (cancelled: the key is taken) reads back
+     * the original. */
+    od_test_env_t *other = start(conf);
+    od_test_proxy_set_mode(proxy, OD_PROXY_LOSE, -1);
+    ck_assert_int_eq(post(other, body, again), 200);
+    ck_assert_str_eq(again, id);
+    ck_assert(log_has(other, apr_pstrcat(p, "read back: the key is order ", id, NULL)));
+    finish(other);
+    finish(env);
+    od_test_proxy_stop(proxy);
+    apr_pool_destroy(p);
+}
+END_TEST
+
+/*
+ * The engine stalls: it applies what it is sent, but no answer arrives in time, the read-back's
+ * neither. The outcome is unknown and the 503 says so, not that nothing was stored; the same
+ * request once the engine answers again is the replay of the order the stall stored.
+ */
+START_TEST(test_dynamodb_stalled_engine_outcome_unknown)
+{
+    apr_pool_t *p = NULL;
+    const char *answer = NULL;
+
+    apr_pool_create(&p, NULL);
+    od_test_proxy_t *proxy = od_test_proxy_start(od_test_engine_url(engine));
+    od_test_env_t *env = start(ddb_conf(p, od_test_proxy_url(proxy), "stalled",
+                                        "aws_request_timeout_ms = 500\naws_max_attempts = 2\n"));
+    const char *body = order_body(p, 60, 6000);
+
+    od_test_proxy_set_mode(proxy, OD_PROXY_HOLD, -1);
+    long status = exchange(env, "POST", "/orders", body, &answer, p);
+    assert_outcome_unknown(status, answer);
+    ck_assert(log_has(env, "outcome unknown"));
+    od_test_proxy_set_mode(proxy, OD_PROXY_PASS, -1);
+    ck_assert_int_eq(post(env, body, NULL), 200);
     finish(env);
     od_test_proxy_stop(proxy);
     apr_pool_destroy(p);
@@ -473,6 +586,8 @@ Suite *od_dynamodb_suite(void)
     tcase_add_test(local, test_dynamodb_two_instances_share_table);
     tcase_add_test(local, test_dynamodb_throttling_bounded_retries_then_503);
     tcase_add_test(local, test_dynamodb_dropped_connections_retried);
+    tcase_add_loop_test(local, test_dynamodb_lost_answer_resolved_by_read_back, 0, 2);
+    tcase_add_test(local, test_dynamodb_stalled_engine_outcome_unknown);
     tcase_add_test(local, test_dynamodb_pool_bounded_and_reused);
     tcase_add_test(local, test_dynamodb_awscli_reads_order_item);
     suite_add_tcase(s, local);

@@ -9,7 +9,9 @@
 
 #include <apr_strings.h>
 #include <apr_thread_proc.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <signal.h>
@@ -309,6 +311,105 @@ START_TEST(test_sqlite_second_process_refused)
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     ck_assert_ptr_nonnull(s);
+}
+END_TEST
+
+/* ---- a COMMIT whose fsync fails ---- */
+
+/* The default VFS with one change: once armed, the next sync of a WAL file by the connection
+ * that last wrote a frame to it (not the 32-byte header) fails, as fsync can on a failing disk
+ * after the bytes went to the file. Installed as the default VFS, in a child process only. */
+static sqlite3_vfs *real_vfs;
+static sqlite3_vfs faulty_vfs;
+static pthread_mutex_t faulty_lock = PTHREAD_MUTEX_INITIALIZER;
+static const sqlite3_io_methods *real_wal_io; /* set once, under faulty_lock */
+static sqlite3_io_methods faulty_wal_io;      /* likewise */
+static _Atomic(sqlite3_file *) frame_writer;
+static atomic_int fail_frame_sync;
+
+static int faulty_write(sqlite3_file *f, const void *data, int n, sqlite3_int64 offset)
+{
+    atomic_store(&frame_writer, offset >= 32 ? f : NULL);
+    return real_wal_io->xWrite(f, data, n, offset);
+}
+
+static int faulty_sync(sqlite3_file *f, int flags)
+{
+    if (atomic_load(&frame_writer) == f && atomic_exchange(&fail_frame_sync, 0)) {
+        return SQLITE_IOERR_FSYNC;
+    }
+    return real_wal_io->xSync(f, flags);
+}
+
+static int faulty_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out)
+{
+    int rc = real_vfs->xOpen(real_vfs, name, f, flags, out);
+
+    if (rc == SQLITE_OK && (flags & SQLITE_OPEN_WAL) != 0 && f->pMethods != NULL) {
+        pthread_mutex_lock(&faulty_lock);
+        if (real_wal_io == NULL) {
+            real_wal_io = f->pMethods;
+            faulty_wal_io = *f->pMethods;
+            faulty_wal_io.xWrite = faulty_write;
+            faulty_wal_io.xSync = faulty_sync;
+        }
+        f->pMethods = &faulty_wal_io;
+        pthread_mutex_unlock(&faulty_lock);
+    }
+    return rc;
+}
+
+/* In the child: stores @p o with the commit's fsync failing. Exits 0 if the put said
+ * OD_EUNKNOWN; 3 if the fault never fired, 4 for OD_EUNAVAIL, 5 for anything else. */
+static void put_with_failing_sync(const od_store_order_t *o)
+{
+    apr_pool_t *cp = NULL;
+    od_store_t *s = NULL;
+    od_store_result_t r;
+
+    real_vfs = sqlite3_vfs_find(NULL);
+    faulty_vfs = *real_vfs;
+    faulty_vfs.zName = "od-faulty-sync";
+    faulty_vfs.xOpen = faulty_open;
+    apr_pool_create(&cp, NULL);
+    if (sqlite3_vfs_register(&faulty_vfs, 1) != SQLITE_OK ||
+        od_sqlite_create(&s, db_path(), 1, 1, TTL, log_, cp) != APR_SUCCESS) {
+        _exit(2);
+    }
+    atomic_store(&fail_frame_sync, 1);
+    apr_status_t rv = od_store_put(s, o, &r, cp);
+    /* No cleanup: the process stops as a crash would, before any later commit. */
+    _exit(atomic_load(&fail_frame_sync) ? 3 : rv == OD_EUNKNOWN ? 0 : rv == OD_EUNAVAIL ? 4 : 5);
+}
+
+/*
+ * The WAL's fsync fails in the COMMIT of a new order: SQLite reports an I/O error and rolls the
+ * batch back, yet the frames it wrote are in the file with their commit mark. The process then
+ * stops before its next commit, and the next open recovers the order. So the put must not say
+ * that nothing was stored: OD_EUNKNOWN, not OD_EUNAVAIL. The same order again is its replay.
+ */
+START_TEST(test_sqlite_failed_commit_sync_outcome_unknown)
+{
+    od_store_order_t o =
+        order_with_event("k-sync", "01SSSSSSSSSSSSSSSSSSSSSSSS", "01TTTTTTTTTTTTTTTTTTTTTTTT");
+    od_store_order_t again =
+        order_with_event("k-sync", "01VVVVVVVVVVVVVVVVVVVVVVVV", "01WWWWWWWWWWWWWWWWWWWWWWWW");
+    od_store_result_t r;
+    int status = -1;
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        put_with_failing_sync(&o);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status), "child: wait status %d", status);
+    ck_assert_int_eq(WEXITSTATUS(status), 0); /* 4: the put said OD_EUNAVAIL */
+    od_store_t *s = open_store(pool);
+    ck_assert_int_eq(od_store_get(s, "c1", o.order_id, &r, pool), APR_SUCCESS);
+    ck_assert_int_eq(od_store_put(s, &again, &r, pool), APR_SUCCESS);
+    ck_assert_int_eq(r.outcome, OD_STORE_REPLAYED);
+    ck_assert_str_eq(r.order_id, o.order_id);
 }
 END_TEST
 
@@ -908,6 +1009,7 @@ Suite *od_sqlite_suite(void)
     tcase_add_test(tc, test_sqlite_reopen_restores_only_live_records);
     tcase_add_test(tc, test_sqlite_failed_order_leaves_no_record);
     tcase_add_test(tc, test_sqlite_second_process_refused);
+    tcase_add_test(tc, test_sqlite_failed_commit_sync_outcome_unknown);
     tcase_add_test(tc, test_sqlite_v2_file_keeps_orders_keys_and_events);
     tcase_add_test(tc, test_sqlite_v1_file_gains_the_outbox);
     tcase_add_test(tc, test_sqlite_newer_schema_refused_untouched);

@@ -10,6 +10,7 @@ START_TEST(test_status_names_own_values)
 
     ck_assert_str_eq(od_status_str(OD_EINVAL, buf, sizeof(buf)), "invalid input");
     ck_assert_str_eq(od_status_str(OD_ESHUTDOWN, buf, sizeof(buf)), "shutting down");
+    ck_assert_str_eq(od_status_str(OD_EUNKNOWN, buf, sizeof(buf)), "outcome unknown");
 }
 END_TEST
 

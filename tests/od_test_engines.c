@@ -589,6 +589,7 @@ typedef struct od_eng_head_t {
     bool close;
     bool expect100;
     bool bad;
+    char target[128]; /* requests: X-Amz-Target, or "" */
 } od_eng_head_t;
 
 static bool od_eng_is_field(const char *line, size_t nlen, const char *name)
@@ -622,6 +623,8 @@ static void od_eng_parse_field(const char *line, size_t len, od_eng_head_t *h)
         h->close = strcasestr(value, "close") != NULL;
     } else if (od_eng_is_field(line, nlen, "Expect")) {
         h->expect100 = strcasestr(value, "100-continue") != NULL;
+    } else if (od_eng_is_field(line, nlen, "X-Amz-Target")) {
+        snprintf(h->target, sizeof(h->target), "%.*s", (int) sizeof(h->target) - 1, value);
     }
 }
 
@@ -690,6 +693,7 @@ struct od_test_proxy_s {
     pthread_mutex_t mu;
     od_test_proxy_mode_e mode; /* under mu, like the three below */
     int count;                 /* requests left in mode; -1: until changed */
+    char target[128];          /* faults only requests with this in X-Amz-Target; "": all */
     unsigned int open;
     unsigned int max_open;
     od_eng_conn_t *conns; /* written by the acceptor only; joined by the stop */
@@ -955,34 +959,67 @@ static int od_eng_relay(od_eng_conn_t *c, const od_eng_head_t *h, size_t total, 
     return rc;
 }
 
-/* Forwards the request (the first @p len bytes of c->in) and relays the response. */
+/* Sends the request (the first @p len bytes of c->in) upstream and reads the response into
+ * c->resp: its head @p h, length @p total, @p by_eof as for od_eng_read_resp_body. 0, or -1 with
+ * the upstream connection closed. */
+static int od_eng_exchange(od_eng_conn_t *c, const od_eng_head_t *req, size_t len, od_eng_head_t *h,
+                           size_t *total, bool *by_eof)
+{
+    if (od_eng_upstream(c) != 0 || od_eng_write_all(c->p, c->up, c->in.data, len) != 0 ||
+        od_eng_read_response(c, req->head_req, h, total, by_eof) != 0) {
+        if (c->up >= 0) {
+            close(c->up);
+            c->up = -1;
+        }
+        return -1;
+    }
+    if (h->close || *by_eof) { /* the next request opens a new upstream connection */
+        close(c->up);
+        c->up = -1;
+    }
+    return 0;
+}
+
+/* Forwards the request and relays the response. */
 static int od_eng_forward(od_eng_conn_t *c, const od_eng_head_t *req, size_t len)
 {
     od_eng_head_t h;
     size_t total = 0;
     bool by_eof = false;
 
-    if (od_eng_upstream(c) != 0 || od_eng_write_all(c->p, c->up, c->in.data, len) != 0 ||
-        od_eng_read_response(c, req->head_req, &h, &total, &by_eof) != 0) {
-        if (c->up >= 0) {
-            close(c->up);
-            c->up = -1;
-        }
+    if (od_eng_exchange(c, req, len, &h, &total, &by_eof) != 0) {
         return od_eng_bad_gateway(c);
-    }
-    if (h.close || by_eof) { /* the next request opens a new upstream connection */
-        close(c->up);
-        c->up = -1;
     }
     return od_eng_relay(c, &h, total, by_eof);
 }
 
+/* Forwards the request, so that the upstream applies it, and never answers it: the connection
+ * is closed at once or, with @p hold, once the client closes it (bounded by OD_ENG_IO_MS and the
+ * stop). Returns -1: the connection is done. */
+static int od_eng_forward_unanswered(od_eng_conn_t *c, const od_eng_head_t *req, size_t len,
+                                     bool hold)
+{
+    od_eng_head_t h;
+    size_t total = 0;
+    bool by_eof = false;
+    long deadline = od_eng_now_ms() + OD_ENG_IO_MS;
+
+    od_eng_exchange(c, req, len, &h, &total, &by_eof);
+    while (hold && od_eng_read_some(c->p, c->fd, &c->in, deadline) > 0) {
+    }
+    return -1;
+}
+
 /* ---- proxy: one client connection ---- */
 
-/* The mode for the request that just arrived; counts it down. */
-static od_test_proxy_mode_e od_eng_take_mode(od_test_proxy_t *p)
+/* The mode for the request that just arrived (@p target: its X-Amz-Target); counts it down. */
+static od_test_proxy_mode_e od_eng_take_mode(od_test_proxy_t *p, const char *target)
 {
     pthread_mutex_lock(&p->mu);
+    if (p->target[0] != '\0' && strstr(target, p->target) == NULL) {
+        pthread_mutex_unlock(&p->mu);
+        return OD_PROXY_PASS;
+    }
     od_test_proxy_mode_e mode = p->count != 0 ? p->mode : OD_PROXY_PASS;
     if (p->count > 0 && --p->count == 0) {
         p->mode = OD_PROXY_PASS;
@@ -1031,7 +1068,8 @@ static int od_eng_serve_one(od_eng_conn_t *c)
         return -1;
     }
     atomic_fetch_add(&c->p->requests, 1);
-    switch (od_eng_take_mode(c->p)) {
+    od_test_proxy_mode_e mode = od_eng_take_mode(c->p, h.target);
+    switch (mode) {
     case OD_PROXY_PASS:
         rc = od_eng_forward(c, &h, (size_t) len);
         break;
@@ -1045,6 +1083,10 @@ static int od_eng_serve_one(od_eng_conn_t *c)
         break;
     case OD_PROXY_DROP:
         rc = -1;
+        break;
+    case OD_PROXY_LOSE:
+    case OD_PROXY_HOLD:
+        rc = od_eng_forward_unanswered(c, &h, (size_t) len, mode == OD_PROXY_HOLD);
         break;
     }
     od_eng_buf_consume(&c->in, (size_t) len);
@@ -1158,6 +1200,13 @@ void od_test_proxy_set_mode(od_test_proxy_t *p, od_test_proxy_mode_e mode, int c
     pthread_mutex_lock(&p->mu);
     p->mode = count != 0 ? mode : OD_PROXY_PASS;
     p->count = count;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void od_test_proxy_set_target(od_test_proxy_t *p, const char *target)
+{
+    pthread_mutex_lock(&p->mu);
+    snprintf(p->target, sizeof(p->target), "%s", target != NULL ? target : "");
     pthread_mutex_unlock(&p->mu);
 }
 

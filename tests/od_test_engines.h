@@ -34,7 +34,9 @@ typedef enum od_test_proxy_mode_e {
     OD_PROXY_PASS,     /* forward to the upstream */
     OD_PROXY_THROTTLE, /* answer 400 {"__type":"...#ThrottlingException"} without forwarding */
     OD_PROXY_ERROR500, /* answer 500 {"__type":"...#InternalServerError"} */
-    OD_PROXY_DROP      /* close the connection without answering */
+    OD_PROXY_DROP,     /* close the connection without answering (nothing is forwarded) */
+    OD_PROXY_LOSE,     /* forward (the upstream applies it), then close without answering */
+    OD_PROXY_HOLD      /* forward, then keep the answer until the client closes (a stall) */
 } od_test_proxy_mode_e;
 
 /**
@@ -46,6 +48,13 @@ od_test_proxy_t *od_test_proxy_start(const char *upstream_url);
 
 /** Applies @p mode to the next @p count requests (-1: until changed), then PASS. Thread-safe. */
 void od_test_proxy_set_mode(od_test_proxy_t *p, od_test_proxy_mode_e mode, int count);
+
+/**
+ * Limits the mode to requests whose X-Amz-Target contains @p target (copied; e.g.
+ * "TransactWriteItems"): the others pass and are not counted. NULL: every request (the default).
+ * Thread-safe.
+ */
+void od_test_proxy_set_target(od_test_proxy_t *p, const char *target);
 
 /** TCP connections accepted so far. Thread-safe. */
 unsigned int od_test_proxy_connects(od_test_proxy_t *p);
