@@ -7,7 +7,8 @@
  *
  * The receive loop runs in its own thread. Signals are blocked in every thread and taken here
  * with sigwait: SIGTERM/SIGINT stop the loop, which finishes the batch in flight (handlers,
- * completes, deletes) and deletes nothing unprocessed; then the process exits 0.
+ * completes, deletes) and deletes nothing unprocessed; then the process exits 0. With -t they
+ * are unblocked again and end the check at once.
  */
 #include "od_config.h"
 #include "od_consumer.h"
@@ -90,6 +91,10 @@ int main(int argc, const char *const *argv)
     int rc = od_daemon_parse_args(&od_cli, &args, argc, argv, pool);
     if (rc != 0) {
         return rc < 0 ? 0 : rc;
+    }
+    /* Only the consumer's run takes signals with sigwait; a check ends on SIGTERM. */
+    if (args.test_only && od_daemon_one_shot(od_cli.name) != 0) {
+        return 1;
     }
     if (od_consumer_load_config(&settings, args.config, &errmsg, pool) != APR_SUCCESS) {
         fprintf(stderr, "order-consumer: %s\n", errmsg);

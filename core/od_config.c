@@ -1,5 +1,6 @@
 /* od_config: a table-driven parser for `key = value` configuration files. */
 #include "od_config.h"
+#include "od_regex.h"
 #include "od_status.h"
 
 #include <apr_strings.h>
@@ -224,17 +225,15 @@ static const char *od_conf_set_enum(const od_conf_key_t *k, void *field, const c
     return apr_psprintf(p, "'%s' is not one of: %s", v, all);
 }
 
-/* The pattern is compiled here only to report a bad one against its line; od_order compiles the
- * copy it uses. */
+/* The pattern is compiled here only to report a bad or costly one against its line; od_order
+ * compiles the copy it uses. */
 static const char *od_conf_check_regex(const char *v, apr_pool_t *p)
 {
     regex_t re;
-    int rc = regcomp(&re, v, REG_EXTENDED | REG_NOSUB);
+    const char *why = NULL;
 
-    if (rc != 0) {
-        char msg[128];
-        regerror(rc, &re, msg, sizeof(msg));
-        return apr_psprintf(p, "'%s' is not a valid POSIX extended regular expression: %s", v, msg);
+    if (od_regex_compile(&re, v, &why, p) != APR_SUCCESS) {
+        return why;
     }
     regfree(&re);
     return NULL;

@@ -152,6 +152,13 @@ apr_status_t od_keys_parse(od_keys_t **out, const char *text, apr_size_t len, co
             return OD_ECONFIG;
         }
     }
+    /* With no caller every request would be refused: surely a mistake (a truncated file, the
+     * wrong path), so say so instead of starting a server that only answers 401. */
+    if (keys->count == 0) {
+        *errmsg =
+            apr_psprintf(p, "%s: no callers: the file lists no 'NAME SHA256HEX' line", filename);
+        return OD_ECONFIG;
+    }
     *out = keys;
     return APR_SUCCESS;
 }

@@ -6,7 +6,7 @@
  * caller's sustained requests per second (a number > 0) and B its burst (an integer >= 1); both
  * default to the configured rate_limit_per_s / rate_limit_burst. NAME is 1..64 characters of
  * [A-Za-z0-9_.-]. Blank lines and lines starting with '#' are ignored. A repeated name or hash
- * is an error.
+ * is an error, and so is a file with no caller at all.
  */
 #ifndef OD_KEYS_H
 #define OD_KEYS_H
@@ -17,8 +17,9 @@
 typedef struct od_keys_s od_keys_t;
 
 /**
- * Parses @p len bytes of @p text named @p filename. Returns APR_SUCCESS and @p *out, or OD_ECONFIG
- * with @p *out NULL and @p *errmsg "FILE:LINE: problem". Everything lives in @p p.
+ * Parses @p len bytes of @p text named @p filename. Returns APR_SUCCESS and @p *out (at least one
+ * caller), or OD_ECONFIG with @p *out NULL and @p *errmsg "FILE:LINE: problem", or "FILE: no
+ * callers: ..." when no line names a caller. Everything lives in @p p.
  */
 apr_status_t od_keys_parse(od_keys_t **out, const char *text, apr_size_t len, const char *filename,
                            const char **errmsg, apr_pool_t *p);

@@ -9,6 +9,7 @@
 #include "od_canon.h"
 #include "od_json.h"
 #include "od_problem.h"
+#include "od_regex.h"
 #include "od_status.h"
 
 #include <apr_strings.h>
@@ -65,7 +66,6 @@ apr_status_t od_order_rules_create(od_order_rules_t **out, const char *customer_
                                    apr_pool_t *p)
 {
     od_order_rules_t *rules = apr_pcalloc(p, sizeof(*rules));
-    char msg[256];
 
     *out = NULL;
     *errmsg = NULL;
@@ -78,11 +78,9 @@ apr_status_t od_order_rules_create(od_order_rules_t **out, const char *customer_
         *errmsg = "customer_id pattern is missing";
         return OD_ECONFIG;
     }
-    int rc = regcomp(&rules->customer_id, customer_id_pattern, REG_EXTENDED | REG_NOSUB);
-    if (rc != 0) {
-        regerror(rc, &rules->customer_id, msg, sizeof(msg));
-        *errmsg = apr_psprintf(p, "customer_id pattern '%s' does not compile: %s",
-                               customer_id_pattern, msg);
+    const char *why = NULL;
+    if (od_regex_compile(&rules->customer_id, customer_id_pattern, &why, p) != APR_SUCCESS) {
+        *errmsg = apr_pstrcat(p, "customer_id pattern ", why, NULL);
         return OD_ECONFIG;
     }
     apr_pool_cleanup_register(p, &rules->customer_id, od_order_regfree_cleanup,

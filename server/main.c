@@ -8,7 +8,8 @@
  *   orderd --version
  *
  * Signals are blocked in every thread and taken synchronously here with sigwait, so no handler
- * runs inside library code: SIGTERM/SIGINT stop gracefully.
+ * runs inside library code: SIGTERM/SIGINT stop gracefully. The one-shot modes (-t,
+ * --init-store, keygen) unblock them again, so those end at once.
  */
 #include "od_config.h"
 #include "od_daemon.h"
@@ -142,11 +143,15 @@ int main(int argc, const char *const *argv)
         return 1;
     }
     if (argc == 3 && strcmp(argv[1], "keygen") == 0) {
-        return od_keygen(argv[2], pool);
+        return od_daemon_one_shot(od_cli.name) != 0 ? 1 : od_keygen(argv[2], pool);
     }
     int rc = od_daemon_parse_args(&od_cli, &args, argc, argv, pool);
     if (rc != 0) {
         return rc < 0 ? 0 : rc;
+    }
+    /* Only the daemon takes signals with sigwait; a check or --init-store ends on SIGTERM. */
+    if ((args.test_only || args.flag) && od_daemon_one_shot(od_cli.name) != 0) {
+        return 1;
     }
     if (od_server_load_config(&settings, args.config, &errmsg, pool) != APR_SUCCESS) {
         fprintf(stderr, "orderd: %s\n", errmsg);

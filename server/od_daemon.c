@@ -50,6 +50,22 @@ int od_daemon_init(const char *name, int *argc, const char *const **argv, apr_po
     return 0;
 }
 
+int od_daemon_one_shot(const char *name)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    int rc = pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    if (rc != 0) {
+        fprintf(stderr, "%s: pthread_sigmask failed: %s\n", name, strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
 /* Handles one option; returns 0 to go on, or what od_daemon_parse_args returns. */
 static int od_daemon_option(const od_daemon_cli_t *cli, od_daemon_args_t *args, int ch,
                             const char *arg)

@@ -35,6 +35,16 @@ typedef struct od_daemon_args_t {
 int od_daemon_init(const char *name, int *argc, const char *const **argv, apr_pool_t **pool);
 
 /**
+ * For a one-shot mode (-t, --init-store, keygen: anything that does not take signals with
+ * sigwait): unblocks SIGTERM, SIGINT and SIGHUP again in the calling thread, so they act as
+ * their disposition says (by default they end the process) instead of staying pending while a
+ * slow step runs, e.g. reading a configuration file that blocks. SIGPIPE stays blocked. Call
+ * from main once the mode is known, before the mode starts any thread (threads started later
+ * inherit the mask). Returns 0, or 1 after printing the failed call to stderr.
+ */
+int od_daemon_one_shot(const char *name);
+
+/**
  * Parses the command line into @p args (zeroed first). Returns 0 to go on; -1 when the process
  * should exit 0 (the version or the usage was printed to stdout); or 2 after printing the usage
  * to stderr (unknown option, missing -c, or a stray argument).

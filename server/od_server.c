@@ -26,7 +26,8 @@ struct od_server_s {
     apr_pool_t *pool;
     od_log_t *log;
     od_order_rules_t *rules;
-    od_keys_t *keys;
+    od_keys_t *keys;    /* the key set at start; a reload hands its own to the front end */
+    int authenticating; /* a key set is in force: no reload may drop it */
     od_cache_t *cache;
     od_aws_t *aws; /* NULL unless the store or the sink is on AWS */
     od_store_t *store;
@@ -271,6 +272,7 @@ static apr_status_t od_server_parts(od_server_t *srv, apr_pool_t *p)
         od_log_error(srv->log, "server: %s", errmsg);
         return rv;
     }
+    srv->authenticating = srv->keys != NULL;
     rv = od_cache_create(&srv->cache, (apr_size_t) s->hot_cache_max_entries,
                          apr_time_from_sec(s->idempotency_ttl_s), p);
     if (rv != APR_SUCCESS) {
@@ -499,6 +501,24 @@ apr_status_t od_server_start(od_server_t *srv)
     return APR_SUCCESS;
 }
 
+/* A reload may turn authentication on (that only refuses more) but never off: a config that
+ * lost api_keys_file, by mistake or by someone who may edit the config but not the keys, would
+ * otherwise let every request in as 'anonymous'. Running without keys takes a restart, which
+ * logs its warning. */
+static apr_status_t od_server_reload_keys(od_server_t *srv, od_keys_t **keys,
+                                          const od_settings_t *fresh, const char *config_path,
+                                          const char **errmsg, apr_pool_t *p)
+{
+    if (srv->authenticating && fresh->api_keys_file == NULL) {
+        *errmsg = apr_psprintf(p,
+                               "%s: api_keys_file is not set: a reload cannot turn "
+                               "authentication off (restart orderd to run without keys)",
+                               config_path);
+        return OD_ECONFIG;
+    }
+    return od_server_load_keys(keys, fresh, errmsg, p);
+}
+
 apr_status_t od_server_reload(od_server_t *srv, const char *config_path)
 {
     apr_pool_t *tmp = NULL, *keys_pool = NULL;
@@ -512,13 +532,14 @@ apr_status_t od_server_reload(od_server_t *srv, const char *config_path)
     apr_pool_create(&keys_pool, NULL);
     apr_status_t rv = od_server_load_config(&fresh, config_path, &errmsg, tmp);
     if (rv == APR_SUCCESS) {
-        rv = od_server_load_keys(&keys, &fresh, &errmsg, keys_pool);
+        rv = od_server_reload_keys(srv, &keys, &fresh, config_path, &errmsg, keys_pool);
     }
     if (rv != APR_SUCCESS) {
         od_log_error(srv->log, "server: reload failed, keeping the running configuration: %s",
                      errmsg);
         apr_pool_destroy(keys_pool);
     } else {
+        srv->authenticating = keys != NULL;
         od_log_set_level(srv->log, fresh.log_level);
         od_http_reload(srv->http, keys, keys_pool, fresh.rate_limit_per_s, fresh.rate_limit_burst);
         od_log_info(srv->log,

@@ -42,8 +42,11 @@ apr_status_t od_server_start(od_server_t *srv);
 /**
  * SIGHUP: re-reads @p config_path and applies, without a restart or dropped connections, the API
  * keys file (callers and their rate limits), log_level and the default rate limit. Other changed
- * keys take effect at the next restart. On any error nothing changes and the error is logged.
- * Returns APR_SUCCESS or the error. Call from one thread at a time.
+ * keys take effect at the next restart. A reload may add an api_keys_file to a server running
+ * without one, but once keys are in force a configuration without api_keys_file is an error
+ * (OD_ECONFIG): authentication is never turned off without a restart. On any error nothing
+ * changes and the error is logged. Returns APR_SUCCESS or the error. Call from one thread at a
+ * time.
  */
 apr_status_t od_server_reload(od_server_t *srv, const char *config_path);
 

@@ -109,6 +109,22 @@ START_TEST(test_config_bad_regex_refused)
 }
 END_TEST
 
+/* Measured before regcomp (od_regex): this one would take glibc minutes and gigabytes. */
+START_TEST(test_config_costly_regex_refused)
+{
+    od_settings_t s;
+    const char *err = NULL;
+
+    assert_refused("max_items = 5\ncustomer_id_pattern = a++++++++++++++++++++++\n",
+                   "t.conf:2: customer_id_pattern: 'a++++++++++++++++++++++' is too costly to "
+                   "compile");
+    assert_refused("customer_id_pattern = ^(a*)\\1$\n", "t.conf:1: customer_id_pattern: "
+                                                        "'^(a*)\\1$' has a back-reference");
+    ck_assert_int_eq(parse(&s, "customer_id_pattern = ^[A-Z]{2}-[0-9]{4,12}$\n", &err),
+                     APR_SUCCESS);
+}
+END_TEST
+
 START_TEST(test_config_repeated_key_refused)
 {
     assert_refused("max_items = 5\nmax_items = 6\n",
@@ -193,6 +209,7 @@ Suite *od_config_suite(void)
     tcase_add_test(tc, test_config_integer_bounds);
     tcase_add_test(tc, test_config_enum_lists_choices);
     tcase_add_test(tc, test_config_bad_regex_refused);
+    tcase_add_test(tc, test_config_costly_regex_refused);
     tcase_add_test(tc, test_config_repeated_key_refused);
     tcase_add_test(tc, test_config_empty_string_refused);
     tcase_add_test(tc, test_config_nul_byte_refused);

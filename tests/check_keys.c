@@ -110,6 +110,22 @@ START_TEST(test_keys_name_length_limit)
 }
 END_TEST
 
+/* Every request would get 401: a file with no caller is refused instead. */
+START_TEST(test_keys_file_without_callers_refused)
+{
+    const char *empty[] = {"", "\n", "# callers, one a line\n\n   \n#shop " HASH_SECRET "\n"};
+
+    for (size_t i = 0; i < sizeof(empty) / sizeof(empty[0]); i++) {
+        od_keys_t *k = (od_keys_t *) 1;
+        const char *err = NULL;
+        ck_assert_int_eq(parse(&k, empty[i], &err), OD_ECONFIG);
+        ck_assert_ptr_null(k);
+        ck_assert_msg(err != NULL && strncmp(err, "keys: no callers", 16) == 0, "case %zu: %s", i,
+                      err);
+    }
+}
+END_TEST
+
 Suite *od_keys_suite(void)
 {
     Suite *s = suite_create("keys");
@@ -120,6 +136,7 @@ Suite *od_keys_suite(void)
     tcase_add_test(tc, test_keys_bad_lines_name_the_line);
     tcase_add_test(tc, test_keys_name_length_limit);
     tcase_add_test(tc, test_keys_rate_and_burst_per_caller);
+    tcase_add_test(tc, test_keys_file_without_callers_refused);
     suite_add_tcase(s, tc);
     return s;
 }

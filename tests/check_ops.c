@@ -1,7 +1,8 @@
 /*
  * Operations end to end, on the real binary: /healthz and /readyz (public), /metrics checked by
- * an independent parser (promtool) and against the requests made, request ids, and the JSON
- * access log (one line per request, never a key).
+ * an independent parser (promtool) and against the requests made, request ids, the JSON
+ * access log (one line per request, never a key), reloads (SIGHUP), the keys file, and the
+ * one-shot modes (-t, --init-store).
  */
 #include "od_suites.h"
 #include "od_test_util.h"
@@ -328,6 +329,169 @@ START_TEST(test_ops_sighup_reloads_keys_and_level)
 }
 END_TEST
 
+/* Waits (up to 5 s) until the log shows the outcome of a reload; returns whether it failed. */
+static int await_reload(od_test_env_t *env, long offset)
+{
+    for (int i = 0; i < 50; i++) {
+        char *log = od_test_server_log(env);
+        int ok = strstr(log + offset, "server: reloaded") != NULL;
+        int failed = strstr(log + offset, "reload failed") != NULL;
+        free(log);
+        if (ok || failed) {
+            return failed;
+        }
+        od_test_sleep_ms(100);
+    }
+    ck_abort_msg("no reload in the log");
+    return -1;
+}
+
+static long log_size(od_test_env_t *env)
+{
+    char *log = od_test_server_log(env);
+    long n = (long) strlen(log);
+    free(log);
+    return n;
+}
+
+/* Writes the config again without its api_keys_file line, plus @p extra (or NULL). */
+static void rewrite_config(od_test_env_t *env, const char *extra)
+{
+    char text[8192] = "", line[PATH_MAX + 64];
+    FILE *f = fopen(od_test_env_config_path(env), "r");
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "api_keys_file", 13) != 0) {
+            strncat(text, line, sizeof(text) - strlen(text) - 1);
+        }
+    }
+    fclose(f);
+    strncat(text, extra != NULL ? extra : "", sizeof(text) - strlen(text) - 1);
+    free(od_test_env_write_file(env, "orderd.conf", text));
+}
+
+/* Removing api_keys_file from the config and reloading must not let everyone in. */
+START_TEST(test_ops_sighup_cannot_turn_authentication_off)
+{
+    od_test_env_t *env = start(NULL);
+    long offset = log_size(env);
+
+    rewrite_config(env, NULL);
+    ck_assert_int_eq(od_test_server_signal(env, SIGHUP), 0);
+    ck_assert_int_eq(await_reload(env, offset), 1);
+    ck_assert_int_eq(post(env, 700, NULL), 401);
+    ck_assert_int_eq(post(env, 701, "any-key-at-all"), 401);
+    ck_assert_int_eq(post(env, 702, OPS_KEY), 201);
+    char *log = od_test_server_log(env);
+    ck_assert_msg(strstr(log + offset, "cannot turn authentication off") != NULL, "%s",
+                  log + offset);
+    free(log);
+    finish(env);
+}
+END_TEST
+
+/* A keys file that lists nobody is refused by a reload: the running callers keep working. */
+START_TEST(test_ops_sighup_to_empty_keys_file_refused)
+{
+    od_test_env_t *env = start(NULL);
+    long offset = log_size(env);
+    char *empty = od_test_env_write_file(env, "empty", "# nobody yet\n\n");
+
+    ck_assert_int_eq(rename(empty, od_test_env_keys_path(env)), 0);
+    chmod(od_test_env_keys_path(env), 0600);
+    ck_assert_int_eq(od_test_server_signal(env, SIGHUP), 0);
+    ck_assert_int_eq(await_reload(env, offset), 1);
+    ck_assert_int_eq(post(env, 710, OPS_KEY), 201);
+    ck_assert_int_eq(post(env, 711, NULL), 401);
+    char *log = od_test_server_log(env);
+    ck_assert_msg(strstr(log + offset, "no callers") != NULL, "%s", log + offset);
+    free(log);
+    free(empty);
+    finish(env);
+}
+END_TEST
+
+/* A server started without keys may get them by a reload: that only turns authentication on. */
+START_TEST(test_ops_sighup_can_turn_authentication_on)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+
+    ck_assert_int_eq(od_test_env_write_config(env, NULL), 0);
+    ck_assert_int_eq(od_test_server_start(env), 0);
+    ck_assert_int_eq(post(env, 720, NULL), 201);
+    long offset = log_size(env);
+    ck_assert_int_eq(od_test_env_write_keys(env, ops_keys, 1), 0);
+    rewrite_config(env, keys_line(od_test_env_keys_path(env)));
+    ck_assert_int_eq(od_test_server_signal(env, SIGHUP), 0);
+    ck_assert_int_eq(await_reload(env, offset), 0);
+    ck_assert_int_eq(post(env, 721, NULL), 401);
+    ck_assert_int_eq(post(env, 722, OPS_KEY), 201);
+    finish(env);
+}
+END_TEST
+
+START_TEST(test_ops_empty_keys_file_refused_at_start)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+    char *keys = od_test_env_write_file(env, "keys", "# callers, one a line\n\n   \n");
+    char *err = NULL;
+
+    chmod(keys, 0600);
+    ck_assert_int_eq(od_test_env_write_config(env, keys_line(keys)), 0);
+    ck_assert_int_eq(od_test_check_config(env, od_test_env_config_path(env), &err), 1);
+    ck_assert_msg(strstr(err, ": no callers") != NULL && strstr(err, keys) != NULL, "%s", err);
+    ck_assert_int_eq(od_test_server_start(env), -1);
+    char *log = od_test_server_log(env);
+    ck_assert_msg(strstr(log, ": no callers") != NULL, "%s", log);
+    free(log);
+    free(err);
+    free(keys);
+    od_test_env_destroy(env);
+}
+END_TEST
+
+/* A pattern glibc would take minutes and gigabytes to compile is refused before regcomp: the
+ * check ends within the harness's bound (10 s) with the reason. */
+START_TEST(test_ops_costly_pattern_check_fails_fast)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+    char *err = NULL;
+
+    ck_assert_int_eq(
+        od_test_env_write_config(env, "customer_id_pattern = a++++++++++++++++++++++\n"), 0);
+    ck_assert_int_eq(od_test_check_config(env, od_test_env_config_path(env), &err), 1);
+    ck_assert_msg(strstr(err, "customer_id_pattern: 'a++++++++++++++++++++++' is too costly") !=
+                      NULL,
+                  "%s", err);
+    free(err);
+    od_test_env_destroy(env);
+}
+END_TEST
+
+/* The one-shot modes do not take signals with sigwait: SIGTERM (or SIGINT) ends them even while
+ * they block, here opening a configuration that is a FIFO nobody writes to. */
+START_TEST(test_ops_one_shot_modes_end_on_sigterm)
+{
+    od_test_env_t *env = od_test_env_create(NULL);
+    char fifo[PATH_MAX];
+    const char *consumer = getenv("ORDERD_CONSUMER_BIN");
+
+    ck_assert_ptr_nonnull(consumer);
+    snprintf(fifo, sizeof(fifo), "%s/config.fifo", od_test_env_dir(env));
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_int_eq(od_test_signal_when_blocked(env, NULL, "-t", fifo, SIGTERM, 5000),
+                     128 + SIGTERM);
+    ck_assert_int_eq(od_test_signal_when_blocked(env, NULL, "-t", fifo, SIGINT, 5000),
+                     128 + SIGINT);
+    ck_assert_int_eq(od_test_signal_when_blocked(env, NULL, "--init-store", fifo, SIGTERM, 5000),
+                     128 + SIGTERM);
+    ck_assert_int_eq(od_test_signal_when_blocked(env, consumer, "-t", fifo, SIGTERM, 5000),
+                     128 + SIGTERM);
+    od_test_env_destroy(env);
+}
+END_TEST
+
 START_TEST(test_ops_keys_file_readable_by_others_refused)
 {
     od_test_env_t *env = od_test_env_create(NULL);
@@ -443,6 +607,12 @@ Suite *od_ops_suite(void)
     tcase_add_test(tc, test_ops_request_id_and_access_log);
     tcase_add_test(tc, test_ops_rate_limit_429_with_retry_after);
     tcase_add_test(tc, test_ops_sighup_reloads_keys_and_level);
+    tcase_add_test(tc, test_ops_sighup_cannot_turn_authentication_off);
+    tcase_add_test(tc, test_ops_sighup_to_empty_keys_file_refused);
+    tcase_add_test(tc, test_ops_sighup_can_turn_authentication_on);
+    tcase_add_test(tc, test_ops_empty_keys_file_refused_at_start);
+    tcase_add_test(tc, test_ops_costly_pattern_check_fails_fast);
+    tcase_add_test(tc, test_ops_one_shot_modes_end_on_sigterm);
     tcase_add_test(tc, test_ops_keys_file_readable_by_others_refused);
     tcase_add_test(tc, test_ops_second_process_on_same_sqlite_refused);
     tcase_add_test(tc, test_ops_keygen_line_authenticates);

@@ -187,6 +187,21 @@ START_TEST(test_order_rules_bad_pattern_rejected)
 }
 END_TEST
 
+/* The rules compile through od_regex too, so a costly pattern never reaches regcomp here. */
+START_TEST(test_order_rules_costly_pattern_rejected)
+{
+    od_order_rules_t *rules = (od_order_rules_t *) 1;
+    const char *errmsg = NULL;
+
+    ck_assert_int_eq(
+        od_order_rules_create(&rules, "(a{1,100}){1,100}", 100, 10, &errmsg, od_test_pool),
+        OD_ECONFIG);
+    ck_assert_ptr_null(rules);
+    ck_assert_msg(strstr(errmsg, "customer_id pattern '(a{1,100}){1,100}' is too costly") != NULL,
+                  "%s", errmsg);
+}
+END_TEST
+
 START_TEST(test_order_rules_non_positive_limits_rejected)
 {
     od_order_rules_t *rules = NULL;
@@ -805,6 +820,7 @@ Suite *od_order_suite(void)
     tcase_add_checked_fixture(tc, od_test_pool_setup, od_test_pool_teardown);
     tcase_add_test(tc, test_order_valid_accepted);
     tcase_add_test(tc, test_order_rules_bad_pattern_rejected);
+    tcase_add_test(tc, test_order_rules_costly_pattern_rejected);
     tcase_add_test(tc, test_order_rules_non_positive_limits_rejected);
     tcase_add_test(tc, test_order_quantity_0_rejected);
     tcase_add_test(tc, test_order_quantity_1_accepted);

@@ -16,6 +16,7 @@ const od_suite_entry_t od_suites[] = {
     {"cache", od_cache_suite},
     {"idemidx", od_idemidx_suite},
     {"keys", od_keys_suite},
+    {"regex", od_regex_suite},
     {"sqlite", od_sqlite_suite},
     {"engines", od_engines_suite},
     {"aws_creds", od_aws_creds_suite},

@@ -31,6 +31,7 @@ Suite *od_ulid_suite(void);
 Suite *od_cache_suite(void);
 Suite *od_idemidx_suite(void);
 Suite *od_keys_suite(void);
+Suite *od_regex_suite(void);
 Suite *od_sqlite_suite(void);
 Suite *od_engines_suite(void);
 Suite *od_aws_creds_suite(void);

@@ -22,6 +22,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -319,15 +320,14 @@ static void od_test_exec_child(pid_t parent, const char *out_path, const char *e
 }
 
 /* Forks and execs $ORDERD_BIN with @p args (after argv[0]); returns the pid or -1. */
-static pid_t od_test_spawn(const char *out_path, const char *err_path, char *arg1, char *arg2,
-                           char *arg3)
+static pid_t od_test_spawn_bin(char *bin, const char *out_path, const char *err_path, char *arg1,
+                               char *arg2, char *arg3)
 {
-    char *bin = getenv("ORDERD_BIN");
     char *argv[] = {bin, arg1, arg2, arg3, NULL};
     pid_t parent = getpid();
 
     if (bin == NULL || access(bin, X_OK) != 0) {
-        fprintf(stderr, "od_test_util: ORDERD_BIN is not set to an executable\n");
+        fprintf(stderr, "od_test_util: %s is not an executable\n", bin != NULL ? bin : "(null)");
         return -1;
     }
     fflush(NULL); /* nothing buffered may be written twice */
@@ -336,6 +336,13 @@ static pid_t od_test_spawn(const char *out_path, const char *err_path, char *arg
         od_test_exec_child(parent, out_path, err_path, argv);
     }
     return pid;
+}
+
+/* $ORDERD_BIN with up to three arguments. */
+static pid_t od_test_spawn(const char *out_path, const char *err_path, char *arg1, char *arg2,
+                           char *arg3)
+{
+    return od_test_spawn_bin(getenv("ORDERD_BIN"), out_path, err_path, arg1, arg2, arg3);
 }
 
 /* Scans the log written since @p offset for the port; 0 while not there yet. */
@@ -784,4 +791,57 @@ void od_test_response_free(od_test_response_t *resp)
     od_test_clear_headers(resp);
     free(resp->body);
     memset(resp, 0, sizeof(*resp));
+}
+
+/* Whether @p pid runs @p bin and sleeps in openat(2): /proc/PID/syscall starts with the number
+ * of the call a sleeping process is in ("running" otherwise). */
+static int od_test_blocked_in_open(pid_t pid, const char *bin)
+{
+    char path[64], exe[PATH_MAX], want[PATH_MAX], call[64] = "";
+
+    snprintf(path, sizeof(path), "/proc/%ld/exe", (long) pid);
+    ssize_t n = readlink(path, exe, sizeof(exe) - 1);
+    if (n <= 0 || realpath(bin, want) == NULL) {
+        return 0;
+    }
+    exe[n] = '\0';
+    snprintf(path, sizeof(path), "/proc/%ld/syscall", (long) pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    int got = fgets(call, sizeof(call), f) != NULL;
+    fclose(f);
+    return got && strcmp(exe, want) == 0 && call[0] >= '0' && call[0] <= '9' &&
+           atol(call) == SYS_openat;
+}
+
+int od_test_signal_when_blocked(od_test_env_t *env, const char *bin, const char *option,
+                                const char *config_path, int sig, long timeout_ms)
+{
+    char out_path[PATH_MAX];
+    int status = 0, rc = -1, blocked = 0;
+
+    bin = bin != NULL ? bin : getenv("ORDERD_BIN");
+    if (bin == NULL || od_test_join(out_path, env->dir, "blocked.out") != 0) {
+        return -1;
+    }
+    pid_t pid = od_test_spawn_bin((char *) bin, out_path, out_path, (char *) option, "-c",
+                                  (char *) config_path);
+    if (pid <= 0) {
+        return -1;
+    }
+    for (long deadline = od_test_now_ms() + OD_TEST_CHECK_MS;
+         !blocked && od_test_now_ms() < deadline; od_test_sleep_ms(OD_TEST_POLL_MS)) {
+        blocked = od_test_blocked_in_open(pid, bin);
+    }
+    if (blocked) {
+        kill(pid, sig);
+        rc = od_test_wait_pid(pid, timeout_ms, &status) == 0 ? od_test_exit_code(status) : -1;
+    }
+    if (rc == -1) {
+        kill(pid, SIGKILL);
+        od_test_wait_pid(pid, OD_TEST_KILL_MS, &status);
+    }
+    return rc;
 }

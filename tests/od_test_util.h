@@ -128,6 +128,16 @@ int od_test_check_config(od_test_env_t *env, const char *config_path, char **err
  */
 int od_test_run_once(od_test_env_t *env, const char *option, const char *config_path, char **err);
 
+/**
+ * Starts `@p bin @p option -c @p config_path` (@p bin NULL: $ORDERD_BIN; output appended to a
+ * file in the directory), waits up to 10 s until it sleeps in openat(2) (as it does opening a
+ * FIFO nobody writes to; seen in /proc/PID/syscall), sends it @p sig and waits up to
+ * @p timeout_ms for its end. Returns its exit status (128 + N if it died of signal N), or -1 if
+ * it never blocked there or did not end in time (it is then killed). Linux only.
+ */
+int od_test_signal_when_blocked(od_test_env_t *env, const char *bin, const char *option,
+                                const char *config_path, int sig, long timeout_ms);
+
 /** The contents of the daemon's log so far (malloc'd, the caller frees it), or NULL. */
 char *od_test_server_log(const od_test_env_t *env);
 
