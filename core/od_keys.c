@@ -121,6 +121,22 @@ static const char *od_keys_line(od_keys_t *keys, char *line, int lineno, apr_poo
     return NULL;
 }
 
+/* The line (from 1) of the first NUL byte in @p text, or 0 if there is none. The lines are split
+ * as C strings, so a NUL would end the file early and drop the callers after it silently. */
+static int od_keys_nul_line(const char *text, apr_size_t len)
+{
+    const char *nul = len > 0 ? memchr(text, '\0', len) : NULL;
+    int lineno = 1;
+
+    if (nul == NULL) {
+        return 0;
+    }
+    for (const char *c = text; c < nul; c++) {
+        lineno += *c == '\n';
+    }
+    return lineno;
+}
+
 apr_status_t od_keys_parse(od_keys_t **out, const char *text, apr_size_t len, const char *filename,
                            const char **errmsg, apr_pool_t *p)
 {
@@ -130,6 +146,11 @@ apr_status_t od_keys_parse(od_keys_t **out, const char *text, apr_size_t len, co
 
     *out = NULL;
     *errmsg = NULL;
+    lineno = od_keys_nul_line(text, len);
+    if (lineno > 0) {
+        *errmsg = apr_psprintf(p, "%s:%d: the line contains a NUL byte", filename, lineno);
+        return OD_ECONFIG;
+    }
     if (od_sha256_create(&keys->sha256, p) != APR_SUCCESS) {
         *errmsg = apr_psprintf(p, "%s: OpenSSL has no SHA-256", filename);
         return OD_ECONFIG;

@@ -5,8 +5,8 @@
  * lower- or upper-case hex SHA-256 of the caller's key (the key itself is never stored), R the
  * caller's sustained requests per second (a number > 0) and B its burst (an integer >= 1); both
  * default to the configured rate_limit_per_s / rate_limit_burst. NAME is 1..64 characters of
- * [A-Za-z0-9_.-]. Blank lines and lines starting with '#' are ignored. A repeated name or hash
- * is an error, and so is a file with no caller at all.
+ * [A-Za-z0-9_.-]. Blank lines and lines starting with '#' are ignored. A repeated name or hash,
+ * a NUL byte anywhere, or a file with no caller at all is an error.
  */
 #ifndef OD_KEYS_H
 #define OD_KEYS_H

@@ -6,6 +6,9 @@ OD_BUILD_PACKAGES=(build-essential cmake pkg-config libapr1-dev libaprutil1-dev
     libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev libsqlite3-dev libssl-dev libsystemd-dev)
 # Tests only.
 OD_TEST_PACKAGES=(check libsubunit-dev curl sqlite3 prometheus)
+# The fuzz targets (docs/fuzzing.md): clang, its runtimes (libclang_rt.fuzzer and the sanitizers',
+# only recommended by clang, so named here) and llvm-symbolizer for readable stack traces.
+OD_FUZZ_PACKAGES=(clang libclang-rt-dev llvm)
 
 od_as_root() {
     if [[ $(id -u) -eq 0 ]]; then

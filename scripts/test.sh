@@ -2,14 +2,15 @@
 # Installs what the tests need and runs all of them:
 #   1. the whole suite on a normal (RelWithDebInfo) build;
 #   2. the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer;
-#   3. the concurrency suites (label "concurrency") under ThreadSanitizer.
+#   3. the concurrency suites (label "concurrency") under ThreadSanitizer;
+#   4. each libFuzzer target in fuzz/ for a short while (label "fuzz"), built with clang.
 # Each build lives in its own directory under build-test/. Exits non-zero if anything fails.
 set -euo pipefail
 OD_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$OD_ROOT/scripts/deps.sh"
 source "$OD_ROOT/scripts/engines.sh"
 
-od_install "${OD_BUILD_PACKAGES[@]}" "${OD_TEST_PACKAGES[@]}"
+od_install "${OD_BUILD_PACKAGES[@]}" "${OD_TEST_PACKAGES[@]}" "${OD_FUZZ_PACKAGES[@]}"
 od_engines_install
 out="$OD_ROOT/build-test"
 status=0
@@ -32,6 +33,15 @@ export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 run_suite plain ""
 run_suite asan-ubsan "address,undefined"
 run_suite tsan "thread" -L concurrency
+
+# The fuzz targets need every object built by clang with coverage instrumentation, hence a build
+# of their own with only the targets in it; ORDERD_FUZZ_SECONDS each (docs/fuzzing.md).
+echo "== [fuzz] build"
+cmake -S "$OD_ROOT" -B "$out/fuzz" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DORDERD_FUZZ=ON -DORDERD_SANITIZE=address,undefined -DORDERD_TESTS=OFF >/dev/null
+cmake --build "$out/fuzz" -j"$(nproc)" --target od_fuzz_all
+echo "== [fuzz] test"
+(cd "$out/fuzz" && ctest --output-on-failure -j2 -L fuzz) || status=1
 
 echo "== install layout (cmake --install into a staging directory)"
 stage="$out/stage"

@@ -762,7 +762,10 @@ void od_http_stats(od_http_t *h, od_http_stats_t *out)
     out->evicted = cs.evicted;
 }
 
-static void od_http_mhd_log(void *cls, const char *fmt, va_list ap)
+/* The format attribute tells the compiler fmt is libmicrohttpd's printf format (clang's
+ * -Wformat-nonliteral wants that said before it lets vsnprintf take a format it cannot see). */
+__attribute__((format(printf, 2, 0))) static void od_http_mhd_log(void *cls, const char *fmt,
+                                                                  va_list ap)
 {
     od_http_t *h = cls;
     char msg[512];

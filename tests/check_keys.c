@@ -70,6 +70,21 @@ START_TEST(test_keys_bad_lines_name_the_line)
 }
 END_TEST
 
+/* Found by fuzz/fuzz_keys (fuzz/corpus/keys/regression-nul.keys): the parser split lines with
+ * strchr, so a NUL ended the file there and the callers after it were dropped without a word. */
+START_TEST(test_keys_nul_byte_is_an_error)
+{
+    static const char text[] = "# callers\n\0\nshop-b " HASH_OTHER_UPPER "\n";
+    od_keys_t *k = (od_keys_t *) 1;
+    const char *err = NULL;
+
+    ck_assert_int_eq(od_keys_parse(&k, text, sizeof(text) - 1, "keys", &err, od_test_pool),
+                     OD_ECONFIG);
+    ck_assert_ptr_null(k);
+    ck_assert_str_eq(err, "keys:2: the line contains a NUL byte");
+}
+END_TEST
+
 START_TEST(test_keys_rate_and_burst_per_caller)
 {
     od_keys_t *k = NULL;
@@ -137,6 +152,7 @@ Suite *od_keys_suite(void)
     tcase_add_test(tc, test_keys_name_length_limit);
     tcase_add_test(tc, test_keys_rate_and_burst_per_caller);
     tcase_add_test(tc, test_keys_file_without_callers_refused);
+    tcase_add_test(tc, test_keys_nul_byte_is_an_error);
     suite_add_tcase(s, tc);
     return s;
 }
