@@ -40,6 +40,8 @@ START_TEST(test_config_empty_gives_defaults)
     ck_assert_ptr_null(s.api_keys_file);
     ck_assert_int_eq(s.log_level, OD_LOG_INFO);
     ck_assert_int_eq(s.events_batch_max, 1000);
+    ck_assert_int_eq(s.header_timeout_s, 10);
+    ck_assert_int_eq(s.connection_timeout_s, 30);
 }
 END_TEST
 
@@ -92,6 +94,10 @@ START_TEST(test_config_integer_bounds)
     assert_refused("worker_threads = 4x\n", "t.conf:1: worker_threads:");
     assert_refused("worker_threads =\n", "t.conf:1: worker_threads:");
     assert_refused("queue_limit = 99999999999999999999\n", "t.conf:1: queue_limit:");
+    ck_assert_int_eq(parse(&s, "header_timeout_s = 3600\n", &err), APR_SUCCESS);
+    ck_assert_int_eq(s.header_timeout_s, 3600);
+    assert_refused("header_timeout_s = 0\n", "t.conf:1: header_timeout_s:");
+    assert_refused("header_timeout_s = 3601\n", "t.conf:1: header_timeout_s:");
 }
 END_TEST
 
