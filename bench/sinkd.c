@@ -263,7 +263,7 @@ static void sinkd_record(sinkd_t *s, const sinkd_req_t *r, sinkd_op_e op)
     const char *ids[SINKD_MAX_ENTRIES], *when[SINKD_MAX_ENTRIES];
     json_object *docs[SINKD_MAX_ENTRIES];
     long long occurred[SINKD_MAX_ENTRIES];
-    int bad = 0;
+    int bad = 0, first_bad = 0;
 
     /* Parsed outside the lock: the lock covers only the counting. */
     for (int i = 0; i < r->n; i++) {
@@ -277,7 +277,7 @@ static void sinkd_record(sinkd_t *s, const sinkd_req_t *r, sinkd_op_e op)
     for (int i = 0; i < r->n; i++) {
         if (ids[i] == NULL || sinkd_parse_time(when[i], &occurred[i]) != 0) {
             s->st.bad_events++;
-            bad++;
+            first_bad = bad++ == 0 ? i : first_bad;
         } else {
             sinkd_count(&s->st, ids[i], occurred[i], now);
         }
@@ -288,7 +288,7 @@ static void sinkd_record(sinkd_t *s, const sinkd_req_t *r, sinkd_op_e op)
     }
     if (bad > 0) {
         sinkd_complain(s, "%d message(s) without event_id or occurred_at, e.g. %.120s", bad,
-                       r->entries[0].message);
+                       r->entries[first_bad].message);
     }
 }
 
@@ -383,7 +383,7 @@ static enum MHD_Result sinkd_handle(sinkd_t *s, struct MHD_Connection *conn, con
     if (op == OP_STATS) {
         return sinkd_send(conn, MHD_HTTP_OK, sinkd_stats_json(s), "application/json");
     }
-    int ok = op != OP_UNKNOWN && !r->too_big &&
+    int ok = op != OP_UNKNOWN && r->body != NULL && !r->too_big &&
              (op == OP_SNS ? sinkd_read_sns(r) : sinkd_read_json(r, op)) == 0 && sinkd_ids_ok(r);
     if (!ok) {
         return sinkd_reject(s, conn, method, url, r);
