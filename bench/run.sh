@@ -10,8 +10,11 @@
 # (alternating floor/orderd pairs it is split into, 3), ODB_CONNS (wrk connections, 64),
 # ODB_HTTP_THREADS (2), ODB_WORKER_THREADS (64), ODB_EVENTS (file|none, file),
 # ODB_MEM_ORDERS (1000000), ODB_MEM_BUDGET_S (300: the memory run's time cap), ODB_SKIP_DDB=1,
-# ODB_SKIP_CALLGRIND=1, ODB_ONLY (comma list of http,memory,ddb,cpu: run only those parts),
-# ODB_KEEP=1 (keep bench/work/run-* with the logs).
+# ODB_SKIP_CALLGRIND=1, ODB_ONLY (comma list of http,memory,ddb,cpu,events: run only those parts),
+# ODB_KEEP=1 (keep bench/work/run-* with the logs). The events part (issue 15, odb-sinkd as the
+# AWS endpoint): ODB_EVENTS_SINK (sqs|sns|eventbridge, sqs), ODB_SINK_LATENCY_MS (20),
+# ODB_EVENTS_DRAIN_S (60: the longest wait for the backlog after the load), ODB_EVENTS_CONF
+# (extra orderd.conf lines for those runs, separated by ';').
 set -Eeuo pipefail
 OD_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$OD_ROOT/bench
@@ -34,6 +37,13 @@ MEM_ORDERS=${ODB_MEM_ORDERS:-$([[ $QUICK == 1 ]] && echo 200000 || echo 1000000)
 MEM_BUDGET_S=${ODB_MEM_BUDGET_S:-300}
 DDB_CONC=$WORKER_THREADS # orderd keeps at most worker_threads DynamoDB calls in flight
 CG_ORDERS=$([[ $QUICK == 1 ]] && echo 500 || echo 2000)
+EV_SINK=${ODB_EVENTS_SINK:-sqs}
+EV_LATENCY_MS=${ODB_SINK_LATENCY_MS:-20}
+EV_PEAK_S=$([[ $QUICK == 1 ]] && echo 5 || echo 10)
+EV_FIXED_S=$([[ $QUICK == 1 ]] && echo 10 || echo 30)
+EV_DRAIN_S=${ODB_EVENTS_DRAIN_S:-$([[ $QUICK == 1 ]] && echo 30 || echo 60)}
+EV_TARGET_RATE=5000   # events/s published, sustained (E1)
+EV_TARGET_P99_MS=1000 # commit-to-publish lag p99 at FIXED_RATE orders/s (E2)
 
 BUILD=$BENCH/build
 TOOLS=$BUILD/bench
@@ -117,7 +127,7 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # ---- set-up ----
 
 install_packages() {
-    local pkgs=(wrk valgrind jq sqlite3 iproute2)
+    local pkgs=(wrk valgrind jq sqlite3 iproute2 curl)
     if [[ ${ODB_SKIP_DDB:-0} != 1 ]]; then
         command -v java >/dev/null || pkgs+=(default-jre-headless)
     fi
@@ -177,7 +187,11 @@ start_orderd() {
     (cd "$dir" && exec "$BUILD/orderd" -c orderd.conf) 2>"$dir/orderd.log" &
     ORDERD_PID=$!
     PIDS+=("$ORDERD_PID")
-    wait_port "$ORDERD_PORT"
+    if ! wait_port "$ORDERD_PORT"; then
+        echo "orderd ($1) did not start; the end of $dir/orderd.log:" >&2
+        tail -n 20 "$dir/orderd.log" >&2
+        return 1
+    fi
 }
 
 start_floor() {
@@ -513,6 +527,180 @@ scenario_instructions() {
           orderd:$o, floor:$f}' >"$WORK/cpu.json"
 }
 
+# ---- events: publishing to an SNS / SQS / EventBridge stand-in (issue 15) ----
+
+now_ms() { date +%s%3N; }
+
+# start_sinkd NAME: odb-sinkd answering every call after EV_LATENCY_MS, in $WORK/NAME (its log;
+# its final report goes to sinkd.json when it is stopped). Sets SINKD_PID and SINKD_PORT.
+start_sinkd() {
+    local dir=$WORK/$1
+    mkdir -p "$dir"
+    SINKD_PORT=$(free_port)
+    "$TOOLS/odb-sinkd" -p "$SINKD_PORT" -l "$EV_LATENCY_MS" >"$dir/sinkd.json" 2>"$dir/sinkd.log" &
+    SINKD_PID=$!
+    PIDS+=("$SINKD_PID")
+    wait_port "$SINKD_PORT"
+}
+
+# sinkd_stats: odb-sinkd's figures so far (JSON; GET /stats).
+sinkd_stats() { curl -sf --max-time 5 "http://127.0.0.1:$SINKD_PORT/stats"; }
+
+# outbox_rows NAME: events stored and not yet published, counted in orderd's database: the
+# backlog. (A published event's row is deleted in the writer's next commit.)
+outbox_rows() { sqlite3 -cmd '.timeout 5000' "$WORK/$1/orderd.db" 'SELECT count(*) FROM outbox'; }
+
+# orderd_metric NAME: an unlabelled metric of orderd's /metrics, or null where it has none.
+orderd_metric() {
+    { curl -sf --max-time 5 "http://127.0.0.1:$ORDERD_PORT/metrics" || true; } |
+        awk -v m="$1" '$1 == m {v = $2} END {print (v == "" ? "null" : v)}'
+}
+
+# ev_orderd NAME SINK: a fresh orderd (SQLite store, defaults otherwise) whose SINK is odb-sinkd.
+ev_orderd() {
+    local url=http://127.0.0.1:$SINKD_PORT extra=()
+    IFS=';' read -ra extra <<<"${ODB_EVENTS_CONF:-}"
+    start_orderd "$1" sqlite "$2" "aws_region = us-east-1" "aws_access_key_id = bench" \
+        "aws_secret_access_key = bench" "sqs_endpoint = $url" \
+        "sqs_queue_url = $url/000000000000/orders" "sns_endpoint = $url" \
+        "sns_topic_arn = arn:aws:sns:us-east-1:000000000000:orders" \
+        "eventbridge_endpoint = $url" "${extra[@]}"
+}
+
+# ev_sampler NAME T0_MS: every second "ms-since-T0 outbox-rows events distinct-events" (the last
+# two received by odb-sinkd; null where unreadable).
+ev_sampler() {
+    local rows ev
+    trap - ERR        # being stopped mid-command is how it ends, not a failure
+    trap 'exit 0' TERM
+    while :; do
+        rows=$(outbox_rows "$1" 2>/dev/null) || rows=null
+        ev=$(sinkd_stats | jq -r '"\(.events) \(.distinct)"') || ev="null null"
+        echo "$(($(now_ms) - $2)) ${rows:-null} $ev"
+        sleep 1
+    done
+}
+
+# ev_drain ORDERS: waits, at most EV_DRAIN_S, until odb-sinkd has received the events of ORDERS
+# orders (distinct event ids); prints the milliseconds it took, or null when it did not.
+ev_drain() {
+    local t0 got
+    t0=$(now_ms)
+    while (($(now_ms) - t0 < EV_DRAIN_S * 1000)); do
+        got=$(sinkd_stats | jq -e .distinct) || {
+            echo "odb-sinkd does not answer GET /stats (see its log)" >&2
+            return 1
+        }
+        if ((got >= $1)); then
+            echo $(($(now_ms) - t0))
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo null
+}
+
+# ev_run ID NAME SINK RATE SECONDS TARGET: orderd publishing through SINK to odb-sinkd while
+# odb-load sends new orders, RATE a second (0: as fast as orderd answers) for SECONDS; then at
+# most EV_DRAIN_S for the backlog to go. The row: orders/s, and the commit-to-publish lag in
+# the latency columns; events/s, backlog and drain in its detail (see bench/README.md).
+ev_run() {
+    local id=$1 name=$2 sink=$3 rate=$4 secs=$5 target=$6 dir=$WORK/ev-$1
+    local args=(-r "$rate" -d "$secs" -g 5) bg load t0 t1 t2 sampler
+    local at_end rows_end pending_end drained_ms at_drain left metrics rows errs alive=true
+    ((rate > 0)) || args=(-r 0 -n 1000000000 -d "$secs")
+    start_sinkd "ev-$id"
+    ev_orderd "ev-$id" "$sink"
+    sync
+    bg=$(background_busy)
+    log "scenario $id: $name (events_sink = $sink, odb-sinkd answering after ${EV_LATENCY_MS} ms; background busy ${bg}%)"
+    t0=$(now_ms)
+    ev_sampler "ev-$id" "$t0" >"$dir/timeline.txt" &
+    sampler=$!
+    PIDS+=("$sampler")
+    load=$("$TOOLS/odb-load" -p "$ORDERD_PORT" -m unique "${args[@]}" -c "$CONNS" \
+        -s "$RANDOM$RANDOM" -l "$id")
+    t1=$(now_ms)
+    if ! kill -0 "$ORDERD_PID" 2>/dev/null; then
+        alive=false
+        log "scenario $id: orderd is GONE (it ended during the load; see $dir/orderd.log)"
+    fi
+    at_end=$(sinkd_stats)
+    rows_end=$(outbox_rows "ev-$id")
+    pending_end=$(orderd_metric orderd_outbox_pending)
+    rows=$(orders_in_db "ev-$id") # every order is in: odb-load has had all its answers
+    log "scenario $id: load done; $((rows - $(jq .distinct <<<"$at_end"))) of $rows events not yet received, waiting up to ${EV_DRAIN_S} s"
+    drained_ms=$(ev_drain "$rows")
+    t2=$(now_ms)
+    at_drain=$(sinkd_stats)
+    left=$(outbox_rows "ev-$id")
+    stop "$sampler"
+    metrics=$(jq -nc --argjson pub "$(orderd_metric orderd_events_published_total)" \
+        --argjson failed "$(orderd_metric orderd_events_failed_total)" \
+        --argjson retries "$(orderd_metric orderd_aws_retries_total)" \
+        --argjson aws_errors "$(orderd_metric orderd_aws_errors_total)" \
+        --argjson pending_end "$pending_end" \
+        '{events_published_total:$pub, events_failed_total:$failed, aws_retries_total:$retries,
+          aws_errors_total:$aws_errors, outbox_pending_at_load_end:$pending_end}')
+    # orderd's own complaints (failed calls, unexpected answers): counted, the first one kept.
+    errs=$(jq -Rsc 'split("\n") | map(fromjson? | select(.level == "error" or .level == "warn")
+        | select(.msg | test("no tls_cert_file|no api_keys_file") | not))
+        | {count:length, first:(.[0].msg // null)}' "$dir/orderd.log")
+    stop "$ORDERD_PID" # publishes what is queued (up to 5 s): after the figures, not in them
+    stop "$SINKD_PID"
+    add_row "$(jq -nc --argjson o "$load" --argjson a "$at_end" --argjson z "$at_drain" \
+        --argjson m "$metrics" --argjson logged "$errs" --arg id "$id" --arg name "$name" \
+        --arg sink "$sink" --argjson bg "$bg" --argjson target "$target" \
+        --argjson t0 "$t0" --argjson t1 "$t1" --argjson t2 "$t2" --argjson drained "$drained_ms" \
+        --argjson rows_end "$rows_end" --argjson left "$left" --argjson rows "$rows" \
+        --argjson rate "$rate" --argjson lat "$EV_LATENCY_MS" --argjson goal "$EV_TARGET_RATE" \
+        --argjson alive "$alive" \
+        --argjson tl "$(jq -Rsc 'split("\n") | map(select(length > 0) | split(" ")
+            | map(tonumber? // null))' "$dir/timeline.txt")" \
+        '(($t1 - $t0) / 1000) as $load_s | (($t2 - $t1) / 1000) as $wait_s |
+         (if $drained == null then $t2 else $t1 + $drained end) as $busy_end |
+         ($z.distinct / (($busy_end - $t0) / 1000)) as $sustained |
+         {id:$id, name:$name, events:$sink, tool:"odb-load",
+          offered_rps:(if $rate > 0 then $rate else "max" end), achieved_rps:$o.achieved_rps,
+          p50_ms:$z.lag_ms.p50, p95_ms:$z.lag_ms.p95, p99_ms:$z.lag_ms.p99, max_ms:$z.lag_ms.max,
+          errors:($o.errors + $z.bad_calls + $z.bad_events + ($m.events_failed_total // 0)
+                  + (if $alive then 0 else 1 end)),
+          ratio:(if $id == "E1" then $sustained / $goal
+                 elif $id == "E2" then ($a.distinct / $load_s) / $o.achieved_rps
+                 else $z.distinct / $rows end),
+          ratio_to:(if $id == "E1" then "\($goal) events/s"
+                    elif $id == "E2" then "orders/s (events kept pace)" else "orders" end),
+          target:$target, background_busy_pct:$bg,
+          detail:{sink_latency_ms:$lat, load_s:$load_s, orders_accepted:$o.status["201"],
+                  orders_in_db:$rows, events_received_at_load_end:$a.events,
+                  events_received:$z.events, distinct_events:$z.distinct,
+                  duplicates:$z.duplicates, events_per_s_during_load:($a.distinct / $load_s),
+                  events_per_s_after_load:(($z.distinct - $a.distinct) / $wait_s),
+                  events_per_s_sustained:$sustained,
+                  backlog_end_events:($rows - $a.distinct), outbox_rows_at_load_end:$rows_end,
+                  drained:($drained != null), drain_s:(if $drained == null then null
+                                                     else $drained / 1000 end),
+                  drain_wait_max_s:'"$EV_DRAIN_S"', backlog_left:($rows - $z.distinct),
+                  outbox_rows_left:$left, all_delivered:($z.distinct >= $rows),
+                  orderd:$m, orderd_alive_at_load_end:$alive, orderd_log_errors:$logged,
+                  timeline:$tl, load:$o, sinkd:($z | del(.per_second)),
+                  sinkd_per_second:$z.per_second}}')"
+}
+
+scenarios_events() {
+    local s
+    export AWS_EC2_METADATA_DISABLED=true
+    # The responder against each sink's own protocol: every event arrives, nothing is refused.
+    for s in sns sqs eventbridge; do
+        ev_run "E0-$s" "events: responder check, 200 orders/s for 3s" "$s" 200 3 '{"delivered":true}'
+    done
+    ev_run E1 "events: peak new orders for ${EV_PEAK_S}s (lag)" "$EV_SINK" 0 "$EV_PEAK_S" \
+        "{\"events_per_s_min\":$EV_TARGET_RATE}"
+    ev_run E2 "events: ${FIXED_RATE}/s new orders for ${EV_FIXED_S}s (lag)" "$EV_SINK" \
+        "$FIXED_RATE" "$EV_FIXED_S" \
+        "{\"lag_p99_ms_max\":$EV_TARGET_P99_MS,\"backlog_end_max\":$FIXED_RATE,\"delivered\":true}"
+}
+
 # ---- the report ----
 
 print_table() {
@@ -535,6 +723,28 @@ print_table() {
        "  x\($o.per_request / $f.per_request * 10 | round / 10)" +
        " [x\(($o.per_request - $o.memset_per_request) / ($f.per_request - $f.memset_per_request) | round)]" +
        (if $o.errors > 0 then "  (\($o.errors) errors)" else "" end))' "$1"
+    jq -r '[.scenarios[] | select(.id | startswith("E"))] | select(length > 0) |
+      def r: if . == null then "-" else (. | round | tostring) end;
+      def s: if . == null then "-" else ((. * 10 | round) / 10 | tostring) end;
+      "", "events (odb-sinkd answering after \(.[0].detail.sink_latency_ms) ms; in the E rows the latency columns",
+      "are the lag from commit (occurred_at) to the sink call that published the event answering):",
+      (.[] | .detail as $d |
+       "  \(.id) \(.events): \($d.orders_accepted) orders in \($d.load_s | s) s;" +
+       " events/s \($d.events_per_s_during_load | r) during the load, \($d.events_per_s_after_load | r) after," +
+       " \($d.events_per_s_sustained | r) sustained",
+       "     backlog at the end of the load \($d.backlog_end_events) events not received (outbox rows" +
+       " \($d.outbox_rows_at_load_end), orderd_outbox_pending \($d.orderd.outbox_pending_at_load_end // "-"));" +
+       (if $d.drained then " drained in \($d.drain_s | s) s" else
+        " NOT drained in \($d.drain_wait_max_s) s: \($d.backlog_left) left" end) +
+       "; \($d.duplicates) duplicates" +
+       (if $d.all_delivered then "; every event delivered" else "" end),
+       (if $d.orderd_alive_at_load_end then empty else
+        "     orderd ENDED during the load (a signal from outside, or a crash): see its log" end),
+       (if $d.load.errors > 0 then "     odb-load: \($d.load.errors) errors \($d.load.error_detail | tojson)"
+        else empty end),
+       (if $d.orderd_log_errors.count > 0 then
+        "     orderd logged \($d.orderd_log_errors.count) errors/warnings, first: \($d.orderd_log_errors.first)"
+        else empty end))' "$1"
 }
 
 # pass: each row judged against its target.
@@ -544,6 +754,11 @@ judge() {
       elif .id == "5" or .id == "6" then
         .pass = (.errors == 0 and .p99_ms <= 10 and .detail.completed == .detail.sent and .ratio >= 0.99)
       elif .id == "8" then .pass = (.ratio <= .target and .errors == 0)
+      elif (.id | startswith("E")) then .pass = (.errors == 0 and
+        (.target.events_per_s_min == null or .detail.events_per_s_sustained >= .target.events_per_s_min) and
+        (.target.lag_p99_ms_max == null or (.p99_ms != null and .p99_ms <= .target.lag_p99_ms_max)) and
+        (.target.backlog_end_max == null or .detail.backlog_end_events < .target.backlog_end_max) and
+        (.target.delivered != true or .detail.all_delivered))
       elif .target == null then .pass = null
       else .pass = (.ratio >= .target and .errors == 0) end' "$ROWS"
 }
@@ -557,7 +772,7 @@ report() {
         --argjson cpu "$(cat "$WORK/cpu.json" 2>/dev/null || echo null)" \
         --arg when "$stamp" --arg git "$(git -C "$OD_ROOT" describe --always --dirty 2>/dev/null || echo unknown)" \
         --arg cpus "$(nproc)" --arg model "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)" \
-        --argjson s "{\"duration_s\":$DURATION,\"rounds\":$ROUNDS,\"ddb_duration_s\":$DDB_DURATION,\"wrk_connections\":$CONNS,\"http_threads\":$HTTP_THREADS,\"worker_threads\":$WORKER_THREADS,\"events_sink\":\"$EVENTS\",\"fixed_rate\":$FIXED_RATE,\"quick\":$QUICK}" \
+        --argjson s "{\"duration_s\":$DURATION,\"rounds\":$ROUNDS,\"ddb_duration_s\":$DDB_DURATION,\"wrk_connections\":$CONNS,\"http_threads\":$HTTP_THREADS,\"worker_threads\":$WORKER_THREADS,\"events_sink\":\"$EVENTS\",\"fixed_rate\":$FIXED_RATE,\"quick\":$QUICK,\"events_part\":{\"sink\":\"$EV_SINK\",\"sink_latency_ms\":$EV_LATENCY_MS,\"peak_s\":$EV_PEAK_S,\"fixed_s\":$EV_FIXED_S,\"drain_wait_max_s\":$EV_DRAIN_S}}" \
         '{schema:1, when:$when, git:$git, machine:{cpus:($cpus | tonumber), model:$model},
           settings:$s, scenarios:($rows | sort_by(.id)), cpu:$cpu}' >"$out"
     cp "$out" "$RESULTS/$stamp.json"
@@ -567,8 +782,9 @@ report() {
     echo "JSON: $out (bg% = other work on the machine during the run, see bench/README.md)"
 }
 
-# wanted PART: whether ODB_ONLY (a comma list of http, memory, ddb, cpu; default all) names PART.
-wanted() { [[ ,${ODB_ONLY:-http,memory,ddb,cpu}, == *,$1,* ]]; }
+# wanted PART: whether ODB_ONLY (a comma list of http, memory, ddb, cpu, events; default all)
+# names PART.
+wanted() { [[ ,${ODB_ONLY:-http,memory,ddb,cpu,events}, == *,$1,* ]]; }
 
 main() {
     install_packages
@@ -587,6 +803,9 @@ main() {
     fi
     if wanted cpu && [[ ${ODB_SKIP_CALLGRIND:-0} != 1 ]]; then
         scenario_instructions
+    fi
+    if wanted events; then
+        scenarios_events
     fi
     report
     log "done in $((SECONDS - t0)) s"
