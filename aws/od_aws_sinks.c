@@ -519,7 +519,9 @@ static apr_status_t od_aws_sinks_send(od_aws_batch_t *b)
 }
 
 /* One batch of at most OD_AWS_SINKS_BATCH events, in a pool of its own so a long-lived caller's
- * pool does not grow with every batch. */
+ * pool does not grow with every batch. od_sink may run several at once (each given a pool of its
+ * own): everything shared here (the sink's settings, the client, the log) is read-only or
+ * thread-safe. */
 static apr_status_t od_aws_sinks_publish(void *impl, const od_event_t *events, int n,
                                          apr_status_t *results, apr_pool_t *pool)
 {
@@ -579,7 +581,7 @@ static int od_aws_sinks_required(od_log_t *log, const char *sink, const char *wh
 }
 
 static apr_status_t od_aws_sinks_make(od_sink_t **out, const od_sink_ops_t *ops,
-                                      const od_aws_sink_t *tmpl, apr_pool_t *p)
+                                      const od_aws_sink_t *tmpl, int max_in_flight, apr_pool_t *p)
 {
     od_aws_sink_t *s = apr_palloc(p, sizeof(*s));
 
@@ -588,11 +590,12 @@ static apr_status_t od_aws_sinks_make(od_sink_t **out, const od_sink_ops_t *ops,
     s->dest = apr_pstrdup(p, tmpl->dest);
     s->source = apr_pstrdup(p, tmpl->source);
     s->detail_type = apr_pstrdup(p, tmpl->detail_type);
-    return od_sink_create(out, ops, s, p);
+    return od_sink_create(out, ops, s, max_in_flight, tmpl->log, p);
 }
 
 apr_status_t od_sns_sink_create(od_sink_t **out, od_aws_t *aws, const char *endpoint,
-                                const char *topic_arn, od_log_t *log, apr_pool_t *p)
+                                const char *topic_arn, int max_in_flight, od_log_t *log,
+                                apr_pool_t *p)
 {
     od_aws_sink_t tmpl = {
         .proto = &od_sns_proto, .aws = aws, .endpoint = endpoint, .dest = topic_arn, .log = log};
@@ -602,11 +605,12 @@ apr_status_t od_sns_sink_create(od_sink_t **out, od_aws_t *aws, const char *endp
         !od_aws_sinks_required(log, "sns", "topic ARN", topic_arn)) {
         return OD_ECONFIG;
     }
-    return od_aws_sinks_make(out, &od_sns_ops, &tmpl, p);
+    return od_aws_sinks_make(out, &od_sns_ops, &tmpl, max_in_flight, p);
 }
 
 apr_status_t od_sqs_sink_create(od_sink_t **out, od_aws_t *aws, const char *endpoint,
-                                const char *queue_url, od_log_t *log, apr_pool_t *p)
+                                const char *queue_url, int max_in_flight, od_log_t *log,
+                                apr_pool_t *p)
 {
     od_aws_sink_t tmpl = {
         .proto = &od_sqs_proto, .aws = aws, .endpoint = endpoint, .dest = queue_url, .log = log};
@@ -616,12 +620,13 @@ apr_status_t od_sqs_sink_create(od_sink_t **out, od_aws_t *aws, const char *endp
         !od_aws_sinks_required(log, "sqs", "queue URL", queue_url)) {
         return OD_ECONFIG;
     }
-    return od_aws_sinks_make(out, &od_sqs_ops, &tmpl, p);
+    return od_aws_sinks_make(out, &od_sqs_ops, &tmpl, max_in_flight, p);
 }
 
 apr_status_t od_eventbridge_sink_create(od_sink_t **out, od_aws_t *aws, const char *endpoint,
                                         const char *bus, const char *source,
-                                        const char *detail_type, od_log_t *log, apr_pool_t *p)
+                                        const char *detail_type, int max_in_flight, od_log_t *log,
+                                        apr_pool_t *p)
 {
     /* An empty bus means the account's default bus: EventBusName is then left out. */
     od_aws_sink_t tmpl = {.proto = &od_eb_proto,
@@ -638,5 +643,5 @@ apr_status_t od_eventbridge_sink_create(od_sink_t **out, od_aws_t *aws, const ch
         !od_aws_sinks_required(log, "eventbridge", "detail type", detail_type)) {
         return OD_ECONFIG;
     }
-    return od_aws_sinks_make(out, &od_eb_ops, &tmpl, p);
+    return od_aws_sinks_make(out, &od_eb_ops, &tmpl, max_in_flight, p);
 }

@@ -222,17 +222,49 @@ static apr_status_t od_ddb_outbox_update(od_ddb_t *d, const od_store_event_t *e,
     return rv == OD_ECONFLICT ? APR_SUCCESS : rv;
 }
 
+/* The marks of one od_ddb_published: event i's outcome goes to results[i]. */
+typedef struct od_ddb_marks_t {
+    od_ddb_t *d;
+    const od_store_event_t *events;
+    apr_status_t *results;
+} od_ddb_marks_t;
+
+/* Marks event i published, in a pool of its own: the marks may run at once on a fanout's threads,
+ * and a pool is not thread-safe (a root pool's creation is). */
+static void od_ddb_mark(void *baton, int i)
+{
+    od_ddb_marks_t *m = baton;
+    apr_pool_t *p = NULL;
+    apr_status_t rv = apr_pool_create(&p, NULL);
+
+    if (rv == APR_SUCCESS) {
+        json_object *values = json_object_new_object();
+        json_object_object_add(values, ":t", od_ddb_n(apr_time_now()));
+        rv = od_ddb_outbox_update(m->d, &m->events[i],
+                                  "REMOVE outbox_shard, outbox_due SET published_at = :t", values,
+                                  p);
+        apr_pool_destroy(p);
+    }
+    m->results[i] = rv;
+}
+
 static apr_status_t od_ddb_published(void *impl, const od_store_event_t *events, int n,
                                      apr_pool_t *p)
 {
+    od_ddb_t *d = impl;
+    od_ddb_marks_t m = {d, events,
+                        apr_pcalloc(p, sizeof(apr_status_t) * (apr_size_t) (n > 0 ? n : 1))};
     apr_status_t first = APR_SUCCESS;
 
-    for (int i = 0; i < n; i++) {
-        json_object *values = json_object_new_object();
-        json_object_object_add(values, ":t", od_ddb_n(apr_time_now()));
-        apr_status_t rv = od_ddb_outbox_update(
-            impl, &events[i], "REMOVE outbox_shard, outbox_due SET published_at = :t", values, p);
-        first = first == APR_SUCCESS ? rv : first;
+    if (d->marks != NULL) {
+        od_fanout_run(d->marks, n, od_ddb_mark, &m);
+    } else {
+        for (int i = 0; i < n; i++) {
+            od_ddb_mark(&m, i);
+        }
+    }
+    for (int i = 0; i < n && first == APR_SUCCESS; i++) {
+        first = m.results[i];
     }
     return first;
 }
@@ -256,7 +288,7 @@ static const od_store_ops_t od_ddb_ops = {.name = "dynamodb",
                                           .put_async = NULL};
 
 apr_status_t od_dynamodb_create(od_store_t **out, od_aws_t *aws, const char *endpoint,
-                                const char *table, od_log_t *log, apr_pool_t *p)
+                                const char *table, int max_in_flight, od_log_t *log, apr_pool_t *p)
 {
     od_ddb_t *d = apr_pcalloc(p, sizeof(*d));
 
@@ -265,6 +297,12 @@ apr_status_t od_dynamodb_create(od_store_t **out, od_aws_t *aws, const char *end
     d->endpoint = apr_pstrdup(p, endpoint);
     d->table = apr_pstrdup(p, table);
     d->log = log;
+    if (max_in_flight > 1) {
+        apr_status_t rv = od_fanout_create(&d->marks, max_in_flight, log, p);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+    }
     return od_store_create(out, &od_ddb_ops, d, p);
 }
 
@@ -445,7 +483,7 @@ static apr_status_t od_ddb_enable_ttl(od_ddb_t *d, apr_pool_t *p)
 apr_status_t od_dynamodb_init(od_aws_t *aws, const char *endpoint, const char *table, od_log_t *log,
                               apr_pool_t *p)
 {
-    od_ddb_t d = {aws, endpoint, table, log};
+    od_ddb_t d = {aws, endpoint, table, log, NULL};
     const char *status = NULL;
     apr_status_t rv = od_ddb_table_status(&d, &status, p);
 

@@ -20,10 +20,13 @@
 
 /**
  * Creates the store over the shared client @p aws for table @p table at @p endpoint. Does no I/O.
- * Returns APR_SUCCESS and @p *out (lives as long as @p p). Thread-safe to use.
+ * Marking events published takes one conditional UpdateItem per event; up to @p max_in_flight of
+ * them run at once (events_max_in_flight), on threads of a fanout (od_fanout) owned by @p p when
+ * @p max_in_flight > 1. Returns APR_SUCCESS and @p *out (lives as long as @p p); or the fanout's
+ * status (logged) with @p *out NULL. Thread-safe to use.
  */
 apr_status_t od_dynamodb_create(od_store_t **out, od_aws_t *aws, const char *endpoint,
-                                const char *table, od_log_t *log, apr_pool_t *p);
+                                const char *table, int max_in_flight, od_log_t *log, apr_pool_t *p);
 
 /**
  * Creates the table if missing (on-demand billing, key pk), waits (bounded, 60 s) until it is

@@ -6,6 +6,7 @@
 #define OD_DYNAMODB_INT_H
 
 #include "od_dynamodb.h"
+#include "od_fanout.h"
 
 #include <json-c/json.h>
 
@@ -19,6 +20,7 @@ typedef struct od_ddb_s {
     const char *endpoint;
     const char *table;
     od_log_t *log;
+    od_fanout_t *marks; /* runs od_ddb_published's UpdateItems; NULL: one after another */
 } od_ddb_t;
 
 /** Releases @p obj (a new json-c reference; NULL is ignored) with @p p. Returns @p obj. */

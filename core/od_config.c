@@ -87,6 +87,7 @@ static const od_conf_key_t od_conf_keys[] = {
     OD_STR(events_file),
     OD_INT(events_retry_after_s, 1, 86400),
     OD_INT(events_batch_max, 1, 10000),
+    OD_INT(events_max_in_flight, 1, 256),
     OD_STR(sns_topic_arn),
     OD_STR(sns_endpoint),
     OD_STR(sqs_queue_url),
@@ -131,7 +132,7 @@ void od_config_defaults(od_settings_t *out)
     out->rate_limit_burst = 100;
     out->log_level = OD_LOG_INFO;
     out->shutdown_timeout_s = 20;
-    out->aws_max_connections = 64;
+    out->aws_max_connections = 96; /* worker_threads (DynamoDB puts) + events_max_in_flight + 16 */
     out->aws_connect_timeout_ms = 1000;
     out->aws_request_timeout_ms = 3000;
     out->aws_max_attempts = 3;
@@ -142,6 +143,7 @@ void od_config_defaults(od_settings_t *out)
     out->events_file = "events.jsonl";
     out->events_retry_after_s = 10;
     out->events_batch_max = 1000;
+    out->events_max_in_flight = 16;
     out->eventbridge_bus = "default";
     out->eventbridge_source = "orderd";
     out->eventbridge_detail_type = "order.accepted";
@@ -314,6 +316,30 @@ static const char *od_conf_line(od_settings_t *out, char *line, int lineno, int 
     return why == NULL ? NULL : apr_psprintf(p, "%s: %s", key, why);
 }
 
+/* Whether events go through the AWS client: an AWS sink, or their marks in a DynamoDB store. */
+static int od_conf_events_on_aws(const od_settings_t *s)
+{
+    return s->events_sink == OD_SINK_KIND_SNS || s->events_sink == OD_SINK_KIND_SQS ||
+           s->events_sink == OD_SINK_KIND_EVENTBRIDGE ||
+           (s->store == OD_STORE_KIND_DYNAMODB && s->events_sink != OD_SINK_KIND_NONE);
+}
+
+/* Checks between keys, once all are read; returns NULL or a message. Every event call in flight
+ * holds one of the AWS client's connections (a curl handle of its pool): with fewer, the calls
+ * beyond it would only wait for one, and an operator raising events_max_in_flight would get
+ * nothing for it. */
+static const char *od_conf_cross_check(const od_settings_t *s, apr_pool_t *p)
+{
+    if (od_conf_events_on_aws(s) && s->events_max_in_flight > s->aws_max_connections) {
+        return apr_psprintf(p,
+                            "events_max_in_flight (%d) exceeds aws_max_connections (%d): each "
+                            "event call in flight needs a connection of its own; raise "
+                            "aws_max_connections or lower events_max_in_flight",
+                            s->events_max_in_flight, s->aws_max_connections);
+    }
+    return NULL;
+}
+
 apr_status_t od_config_parse(od_settings_t *out, const char *text, apr_size_t len,
                              const char *filename, const char **errmsg, apr_pool_t *p)
 {
@@ -344,6 +370,11 @@ apr_status_t od_config_parse(od_settings_t *out, const char *text, apr_size_t le
             *errmsg = apr_psprintf(p, "%s:%d: %s", filename, lineno, why);
             return OD_ECONFIG;
         }
+    }
+    const char *why = od_conf_cross_check(out, p);
+    if (why != NULL) {
+        *errmsg = apr_psprintf(p, "%s: %s", filename, why);
+        return OD_ECONFIG;
     }
     return APR_SUCCESS;
 }

@@ -73,6 +73,7 @@ typedef struct od_settings_t {
     const char *events_file;  /* file sink: JSON Lines, appended and fsynced */
     int events_retry_after_s; /* the relay re-publishes events pending this long */
     int events_batch_max;     /* events per relay round */
+    int events_max_in_flight; /* sink calls (batches of 10) and DynamoDB marks in flight at once */
     const char *sns_topic_arn;
     const char *sns_endpoint;
     const char *sqs_queue_url; /* the sqs sink's queue, and the consumer's */
@@ -94,8 +95,10 @@ void od_config_defaults(od_settings_t *out);
 
 /**
  * Parses configuration @p text (@p len bytes) named @p filename (used in messages) over the
- * defaults into @p out. Returns APR_SUCCESS; or OD_ECONFIG with @p *errmsg set to
- * "FILE:LINE: problem" (allocated from @p p) and @p out unspecified. Strings in @p out are
+ * defaults into @p out, then checks the keys that depend on one another (events_max_in_flight
+ * may not exceed aws_max_connections when events go through AWS). Returns APR_SUCCESS; or
+ * OD_ECONFIG with @p *errmsg set to "FILE:LINE: problem" or, for a cross-check, "FILE: problem"
+ * (allocated from @p p) and @p out unspecified. Strings in @p out are
  * allocated from @p p and live as long as it. Thread-safe given distinct outputs.
  */
 apr_status_t od_config_parse(od_settings_t *out, const char *text, apr_size_t len,

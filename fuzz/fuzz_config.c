@@ -2,7 +2,8 @@
  * fuzz_config: configuration files through od_config_parse, as `orderd -t` and start-up see them.
  *
  * For every input, the promises of od_config.h and what od_server_load_config builds on them:
- *   - a rejection is "FILE:LINE: problem";
+ *   - a rejection names the file: "FILE:LINE: problem" (or "FILE: problem" for keys that
+ *     contradict one another);
  *   - blank lines and comment lines appended change nothing: not the verdict, not the message,
  *     not one setting;
  *   - an accepted file yields settings od_order_rules_create accepts (the pattern compiles, the

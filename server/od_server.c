@@ -146,6 +146,24 @@ static int od_server_sink_on_aws(const od_settings_t *s)
            s->events_sink == OD_SINK_KIND_EVENTBRIDGE;
 }
 
+/* The AWS client's connections wanted at the busiest: a DynamoDB call per worker, and the events'
+ * calls in flight. With fewer, calls wait for a free one (up to aws_request_timeout_ms, then
+ * fail as unavailable): not an error, but worth saying once. od_config refuses the case where the
+ * events alone want more. */
+static void od_server_check_connections(const od_settings_t *s, od_log_t *log)
+{
+    int events = s->events_sink != OD_SINK_KIND_NONE ? s->events_max_in_flight : 0;
+    int wanted = (s->store == OD_STORE_KIND_DYNAMODB ? s->worker_threads : 0) + events;
+
+    if (s->aws_max_connections < wanted) {
+        od_log_warn(log,
+                    "server: aws_max_connections (%d) is below what may be in flight at once "
+                    "(%d: worker_threads for the store, events_max_in_flight for the events): "
+                    "calls beyond it wait for a free connection",
+                    s->aws_max_connections, wanted);
+    }
+}
+
 static apr_status_t od_server_open_store(od_server_t *srv, apr_pool_t *p)
 {
     const od_settings_t *s = srv->settings;
@@ -156,9 +174,13 @@ static apr_status_t od_server_open_store(od_server_t *srv, apr_pool_t *p)
         if (rv != APR_SUCCESS) {
             return rv;
         }
+        od_server_check_connections(s, srv->log);
     }
     if (s->store == OD_STORE_KIND_DYNAMODB) {
-        return od_dynamodb_create(&srv->store, srv->aws, endpoint, s->dynamodb_table, srv->log, p);
+        /* Without events nothing is ever marked published: no threads for the marks. */
+        return od_dynamodb_create(&srv->store, srv->aws, endpoint, s->dynamodb_table,
+                                  s->events_sink != OD_SINK_KIND_NONE ? s->events_max_in_flight : 1,
+                                  srv->log, p);
     }
     return od_sqlite_create(&srv->store, s->sqlite_path, s->worker_threads, s->sqlite_batch_max,
                             apr_time_from_sec(s->idempotency_ttl_s), srv->log, p);
@@ -205,19 +227,20 @@ static apr_status_t od_server_open_aws_sink(od_server_t *srv, apr_pool_t *p)
                    : od_sns_sink_create(
                          &srv->sink, srv->aws,
                          od_aws_resolve_endpoint(s->sns_endpoint, "SNS", "sns", region, p),
-                         s->sns_topic_arn, srv->log, p);
+                         s->sns_topic_arn, s->events_max_in_flight, srv->log, p);
     case OD_SINK_KIND_SQS:
         return !od_server_need(srv, s->sqs_queue_url, "sqs_queue_url")
                    ? OD_ECONFIG
                    : od_sqs_sink_create(
                          &srv->sink, srv->aws,
                          od_aws_resolve_endpoint(s->sqs_endpoint, "SQS", "sqs", region, p),
-                         s->sqs_queue_url, srv->log, p);
+                         s->sqs_queue_url, s->events_max_in_flight, srv->log, p);
     default:
         return od_eventbridge_sink_create(
             &srv->sink, srv->aws,
             od_aws_resolve_endpoint(s->eventbridge_endpoint, "EVENTS", "events", region, p),
-            s->eventbridge_bus, s->eventbridge_source, s->eventbridge_detail_type, srv->log, p);
+            s->eventbridge_bus, s->eventbridge_source, s->eventbridge_detail_type,
+            s->events_max_in_flight, srv->log, p);
     }
 }
 

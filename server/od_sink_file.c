@@ -216,5 +216,6 @@ apr_status_t od_sink_file_create(od_sink_t **out, const char *path, od_log_t *lo
                      apr_strerror(rv, buf, sizeof(buf)));
         return rv;
     }
-    return od_sink_create(out, &od_sink_file_ops, f, p);
+    /* max_batch 0: a publish is one call (one write and one fdatasync), never split. */
+    return od_sink_create(out, &od_sink_file_ops, f, 1, log, p);
 }

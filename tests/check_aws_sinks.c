@@ -20,6 +20,7 @@
 #include "od_suites.h"
 #include "od_test_aws.h"
 #include "od_test_engines.h"
+#include "od_test_responder.h"
 
 #include <apr_strings.h>
 #include <arpa/inet.h>
@@ -45,6 +46,7 @@ Suite *od_aws_sinks_suite(void);
 #define JSON11 "application/x-amz-json-1.1"
 #define FORM "application/x-www-form-urlencoded; charset=utf-8"
 #define CANNED_MAX (256 * 1024)
+#define IN_FLIGHT 4 /* events_max_in_flight of the sinks under test */
 
 static od_test_engine_t *engine; /* the test case's moto, or NULL */
 static apr_pool_t *pool;
@@ -427,8 +429,9 @@ START_TEST(sns_delivers_raw_and_enveloped)
 
     subscribe(topic, raw, 1);
     subscribe(topic, wrapped, 0);
-    ck_assert_int_eq(od_sns_sink_create(&sink, aws, od_test_engine_url(engine), topic, log_, pool),
-                     APR_SUCCESS);
+    ck_assert_int_eq(
+        od_sns_sink_create(&sink, aws, od_test_engine_url(engine), topic, IN_FLIGHT, log_, pool),
+        APR_SUCCESS);
     ck_assert_str_eq(od_sink_name(sink), "sns");
     publish_ok(sink, ev, N_EVENTS);
     assert_raw(ev, N_EVENTS, receive(raw, N_EVENTS));
@@ -450,8 +453,9 @@ START_TEST(sns_entry_failure)
     ev[1].body =
         apr_pstrcat(pool, "{\"event_id\":\"", ev[1].event_id, "\",\"pad\":\"", big, "\"}", NULL);
     ev[1].body_len = strlen(ev[1].body);
-    ck_assert_int_eq(od_sns_sink_create(&sink, aws, od_test_engine_url(engine), topic, log_, pool),
-                     APR_SUCCESS);
+    ck_assert_int_eq(
+        od_sns_sink_create(&sink, aws, od_test_engine_url(engine), topic, IN_FLIGHT, log_, pool),
+        APR_SUCCESS);
     ck_assert_int_eq(od_sink_publish(sink, ev, 3, results, pool), OD_EINVAL);
     ck_assert_int_eq(results[0], APR_SUCCESS);
     ck_assert_int_eq(results[1], OD_EINVAL);
@@ -473,8 +477,9 @@ START_TEST(sns_duplicate_event_ids)
 
     ev[2].event_id = ev[0].event_id;
     subscribe(topic, queue, 1);
-    ck_assert_int_eq(od_sns_sink_create(&sink, aws, od_test_engine_url(engine), topic, log_, pool),
-                     APR_SUCCESS);
+    ck_assert_int_eq(
+        od_sns_sink_create(&sink, aws, od_test_engine_url(engine), topic, IN_FLIGHT, log_, pool),
+        APR_SUCCESS);
     publish_ok(sink, ev, 4);
     assert_bodies(ev, 4, receive(queue, 4));
 }
@@ -485,7 +490,8 @@ START_TEST(sns_missing_topic)
     od_sink_t *sink = NULL;
 
     ck_assert_int_eq(od_sns_sink_create(&sink, aws, od_test_engine_url(engine),
-                                        "arn:aws:sns:us-east-1:" ACCOUNT ":od-missing", log_, pool),
+                                        "arn:aws:sns:us-east-1:" ACCOUNT ":od-missing", IN_FLIGHT,
+                                        log_, pool),
                      APR_SUCCESS);
     ck_assert_int_eq(publish_all_fail(sink, 12), OD_EINVAL);
 }
@@ -499,8 +505,9 @@ START_TEST(sqs_delivers)
     od_event_t *ev = events_make(N_EVENTS, 'D');
     od_sink_t *sink = NULL;
 
-    ck_assert_int_eq(od_sqs_sink_create(&sink, aws, od_test_engine_url(engine), queue, log_, pool),
-                     APR_SUCCESS);
+    ck_assert_int_eq(
+        od_sqs_sink_create(&sink, aws, od_test_engine_url(engine), queue, IN_FLIGHT, log_, pool),
+        APR_SUCCESS);
     ck_assert_str_eq(od_sink_name(sink), "sqs");
     publish_ok(sink, ev, N_EVENTS);
     assert_raw(ev, N_EVENTS, receive(queue, N_EVENTS));
@@ -514,8 +521,9 @@ START_TEST(sqs_duplicate_event_ids)
     od_sink_t *sink = NULL;
 
     ev[1].event_id = ev[2].event_id;
-    ck_assert_int_eq(od_sqs_sink_create(&sink, aws, od_test_engine_url(engine), queue, log_, pool),
-                     APR_SUCCESS);
+    ck_assert_int_eq(
+        od_sqs_sink_create(&sink, aws, od_test_engine_url(engine), queue, IN_FLIGHT, log_, pool),
+        APR_SUCCESS);
     publish_ok(sink, ev, 3);
     assert_bodies(ev, 3, receive(queue, 3));
 }
@@ -527,8 +535,9 @@ START_TEST(sqs_missing_queue)
     const char *url =
         apr_pstrcat(pool, od_test_engine_url(engine), "/" ACCOUNT "/od-missing", NULL);
 
-    ck_assert_int_eq(od_sqs_sink_create(&sink, aws, od_test_engine_url(engine), url, log_, pool),
-                     APR_SUCCESS);
+    ck_assert_int_eq(
+        od_sqs_sink_create(&sink, aws, od_test_engine_url(engine), url, IN_FLIGHT, log_, pool),
+        APR_SUCCESS);
     ck_assert_int_eq(publish_all_fail(sink, 12), OD_EINVAL);
 }
 END_TEST
@@ -543,7 +552,7 @@ START_TEST(eventbridge_delivers)
 
     bus_create("orders", queue);
     ck_assert_int_eq(od_eventbridge_sink_create(&sink, aws, od_test_engine_url(engine), "orders",
-                                                SOURCE, DETAIL_TYPE, log_, pool),
+                                                SOURCE, DETAIL_TYPE, IN_FLIGHT, log_, pool),
                      APR_SUCCESS);
     ck_assert_str_eq(od_sink_name(sink), "eventbridge");
     publish_ok(sink, ev, N_EVENTS);
@@ -562,7 +571,7 @@ START_TEST(eventbridge_entry_failure)
     ev[0].body = "not json";
     ev[0].body_len = strlen(ev[0].body);
     ck_assert_int_eq(od_eventbridge_sink_create(&sink, aws, od_test_engine_url(engine), "orders-h",
-                                                SOURCE, DETAIL_TYPE, log_, pool),
+                                                SOURCE, DETAIL_TYPE, IN_FLIGHT, log_, pool),
                      APR_SUCCESS);
     ck_assert_int_eq(od_sink_publish(sink, ev, 3, results, pool), OD_EINVAL);
     ck_assert_int_eq(results[0], OD_EINVAL);
@@ -586,7 +595,8 @@ START_TEST(eventbridge_missing_bus)
     od_sink_t *sink = NULL;
 
     ck_assert_int_eq(od_eventbridge_sink_create(&sink, aws, od_test_engine_url(engine),
-                                                "od-missing", SOURCE, DETAIL_TYPE, log_, pool),
+                                                "od-missing", SOURCE, DETAIL_TYPE, IN_FLIGHT, log_,
+                                                pool),
                      APR_SUCCESS);
     ck_assert_int_eq(publish_all_fail(sink, 12), OD_EINVAL);
 }
@@ -734,8 +744,9 @@ START_TEST(sqs_entry_outcomes)
     od_sink_t *sink = NULL;
     int requests = 0;
 
-    ck_assert_int_eq(od_sqs_sink_create(&sink, aws, c->url, "https://q.example/1/q", log_, pool),
-                     APR_SUCCESS);
+    ck_assert_int_eq(
+        od_sqs_sink_create(&sink, aws, c->url, "https://q.example/1/q", IN_FLIGHT, log_, pool),
+        APR_SUCCESS);
     ck_assert_int_eq(od_sink_publish(sink, ev, 5, results, pool), OD_ETHROTTLED);
     json_object *req = parse(canned_stop(c, &requests));
     ck_assert_int_eq(requests, 1);
@@ -778,7 +789,7 @@ START_TEST(sns_index_ids_mapped_back)
 
     ev[1].event_id = ev[0].event_id;
     ck_assert_int_eq(
-        od_sns_sink_create(&sink, aws, c->url, "arn:aws:sns:us-east-1:1:t", log_, pool),
+        od_sns_sink_create(&sink, aws, c->url, "arn:aws:sns:us-east-1:1:t", IN_FLIGHT, log_, pool),
         APR_SUCCESS);
     ck_assert_int_eq(od_sink_publish(sink, ev, 2, results, pool), OD_ETHROTTLED);
     const char *req = canned_stop(c, &requests);
@@ -803,8 +814,9 @@ START_TEST(eventbridge_short_answer)
     od_sink_t *sink = NULL;
     int requests = 0;
 
-    ck_assert_int_eq(od_eventbridge_sink_create(&sink, aws, c->url, "", "src", "dt", log_, pool),
-                     APR_SUCCESS);
+    ck_assert_int_eq(
+        od_eventbridge_sink_create(&sink, aws, c->url, "", "src", "dt", IN_FLIGHT, log_, pool),
+        APR_SUCCESS);
     ck_assert_int_eq(od_sink_publish(sink, ev, 3, results, pool), OD_ETHROTTLED);
     json_object *req = parse(canned_stop(c, &requests));
     ck_assert_int_eq(results[0], APR_SUCCESS);
@@ -826,11 +838,13 @@ START_TEST(garbled_answer)
     od_sink_t *sinks[3] = {NULL, NULL, NULL};
     int requests = 0;
 
-    ck_assert_int_eq(od_sns_sink_create(&sinks[0], aws, c->url, "arn:t", log_, pool), APR_SUCCESS);
-    ck_assert_int_eq(od_sqs_sink_create(&sinks[1], aws, c->url, "https://q", log_, pool),
+    ck_assert_int_eq(od_sns_sink_create(&sinks[0], aws, c->url, "arn:t", IN_FLIGHT, log_, pool),
                      APR_SUCCESS);
-    ck_assert_int_eq(od_eventbridge_sink_create(&sinks[2], aws, c->url, "b", "s", "d", log_, pool),
+    ck_assert_int_eq(od_sqs_sink_create(&sinks[1], aws, c->url, "https://q", IN_FLIGHT, log_, pool),
                      APR_SUCCESS);
+    ck_assert_int_eq(
+        od_eventbridge_sink_create(&sinks[2], aws, c->url, "b", "s", "d", IN_FLIGHT, log_, pool),
+        APR_SUCCESS);
     for (int s = 0; s < 3; s++) {
         ck_assert_int_eq(od_sink_publish(sinks[s], ev, 12, results, pool), OD_EUNAVAIL);
         for (int i = 0; i < 12; i++) {
@@ -851,10 +865,13 @@ START_TEST(unreachable_endpoint)
     od_sink_t *sinks[3] = {NULL, NULL, NULL};
 
     close(fd); /* nothing listens there now: connections are refused */
-    ck_assert_int_eq(od_sns_sink_create(&sinks[0], aws, url, "arn:t", log_, pool), APR_SUCCESS);
-    ck_assert_int_eq(od_sqs_sink_create(&sinks[1], aws, url, "https://q", log_, pool), APR_SUCCESS);
-    ck_assert_int_eq(od_eventbridge_sink_create(&sinks[2], aws, url, "b", "s", "d", log_, pool),
+    ck_assert_int_eq(od_sns_sink_create(&sinks[0], aws, url, "arn:t", IN_FLIGHT, log_, pool),
                      APR_SUCCESS);
+    ck_assert_int_eq(od_sqs_sink_create(&sinks[1], aws, url, "https://q", IN_FLIGHT, log_, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(
+        od_eventbridge_sink_create(&sinks[2], aws, url, "b", "s", "d", IN_FLIGHT, log_, pool),
+        APR_SUCCESS);
     for (int s = 0; s < 3; s++) {
         ck_assert_int_eq(publish_all_fail(sinks[s], 13), OD_EUNAVAIL);
     }
@@ -866,12 +883,114 @@ START_TEST(create_needs_settings)
     static int dummy;
     od_sink_t *sink = (od_sink_t *) &dummy;
 
-    ck_assert_int_eq(od_sns_sink_create(&sink, aws, "http://x", NULL, log_, pool), OD_ECONFIG);
-    ck_assert_ptr_null(sink);
-    ck_assert_int_eq(od_sqs_sink_create(&sink, aws, "http://x", "", log_, pool), OD_ECONFIG);
-    ck_assert_int_eq(od_eventbridge_sink_create(&sink, aws, "http://x", "b", "s", NULL, log_, pool),
+    ck_assert_int_eq(od_sns_sink_create(&sink, aws, "http://x", NULL, IN_FLIGHT, log_, pool),
                      OD_ECONFIG);
+    ck_assert_ptr_null(sink);
+    ck_assert_int_eq(od_sqs_sink_create(&sink, aws, "http://x", "", IN_FLIGHT, log_, pool),
+                     OD_ECONFIG);
+    ck_assert_int_eq(
+        od_eventbridge_sink_create(&sink, aws, "http://x", "b", "s", NULL, IN_FLIGHT, log_, pool),
+        OD_ECONFIG);
     ck_assert_int_eq(count(log_text(), "\n"), 3);
+}
+END_TEST
+
+/* ---- batches in flight at once, against a slow endpoint ---- */
+
+#define SLOW_EVENTS 200 /* 20 batches */
+#define SLOW_IN_FLIGHT 8
+#define SLOW_DELAY_MS 50
+
+/* What the slow SQS endpoint saw: how often each event arrived, and the one entry it fails. */
+typedef struct slow_sqs_t {
+    pthread_mutex_t lock;
+    const od_event_t *events;
+    int counts[SLOW_EVENTS];
+    int unknown; /* entries whose Id is none of the events' */
+    const char *fail_id;
+} slow_sqs_t;
+
+static void slow_sqs_note(slow_sqs_t *s, const char *id)
+{
+    int i = event_index(s->events, SLOW_EVENTS, id);
+
+    pthread_mutex_lock(&s->lock);
+    if (i >= 0) {
+        s->counts[i]++;
+    } else {
+        s->unknown++;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* SendMessageBatch's answer: every entry Successful but fail_id, which fails (InternalError). */
+static char *slow_sqs_answer(void *baton, const char *body, size_t len)
+{
+    slow_sqs_t *s = baton;
+    json_object *req = json_tokener_parse(body), *entries = NULL;
+    json_object *ok = json_object_new_array(), *failed = json_object_new_array();
+    json_object *answer = json_object_new_object();
+
+    json_object_object_get_ex(req, "Entries", &entries);
+    for (size_t i = 0; entries != NULL && i < json_object_array_length(entries); i++) {
+        const char *id = jstr(json_object_array_get_idx(entries, i), "Id");
+        json_object *e = json_object_new_object();
+        slow_sqs_note(s, id);
+        json_object_object_add(e, "Id", json_object_new_string(id != NULL ? id : ""));
+        if (id != NULL && strcmp(id, s->fail_id) == 0) {
+            json_object_object_add(e, "Code", json_object_new_string("InternalError"));
+            json_object_object_add(e, "SenderFault", json_object_new_boolean(0));
+            json_object_array_add(failed, e);
+        } else {
+            json_object_object_add(e, "MessageId", json_object_new_string("m"));
+            json_object_array_add(ok, e);
+        }
+    }
+    json_object_object_add(answer, "Successful", ok);
+    json_object_object_add(answer, "Failed", failed);
+    char *text = strdup(json_object_to_json_string_ext(answer, JSON_C_TO_STRING_PLAIN));
+    json_object_put(answer);
+    json_object_put(req);
+    (void) len;
+    return text;
+}
+
+/* The sink sends its batches at once, up to its bound (and the client's 16 connections would
+ * allow more), each event exactly once, and still reports each entry's own outcome. */
+START_TEST(sqs_batches_in_flight_at_once)
+{
+    static slow_sqs_t seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    od_aws_options_t o = {"us-east-1", 16, 1000, 10000, 1, 1, 1};
+    od_aws_creds_options_t co = {.access_key_id = "AKIDSLOW", .secret_access_key = "slow"};
+    od_aws_creds_t *creds = NULL;
+    od_aws_t *client = NULL;
+    od_sink_t *sink = NULL;
+    apr_status_t results[SLOW_EVENTS];
+
+    seen.events = events_make(SLOW_EVENTS, 'S');
+    seen.fail_id = seen.events[57].event_id;
+    od_test_responder_t *r =
+        od_test_responder_start(SLOW_DELAY_MS, SLOW_IN_FLIGHT, slow_sqs_answer, &seen);
+    ck_assert_int_eq(od_aws_creds_create(&creds, &co, log_, pool), APR_SUCCESS);
+    ck_assert_int_eq(od_aws_create(&client, &o, creds, log_, pool), APR_SUCCESS);
+    ck_assert_int_eq(od_sqs_sink_create(&sink, client, od_test_responder_url(r),
+                                        "https://q.example/1/q", SLOW_IN_FLIGHT, log_, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(od_sink_publish(sink, seen.events, SLOW_EVENTS, results, pool), OD_EUNAVAIL);
+    unsigned int requests = od_test_responder_requests(r),
+                 peak = od_test_responder_max_in_flight(r);
+    od_test_responder_stop(r);
+    fprintf(stderr, "sqs_batches_in_flight_at_once: %u requests, at most %u in flight\n", requests,
+            peak);
+    ck_assert_uint_eq(requests, SLOW_EVENTS / 10);
+    ck_assert_uint_eq(peak, SLOW_IN_FLIGHT);
+    ck_assert_int_eq(seen.unknown, 0);
+    for (int i = 0; i < SLOW_EVENTS; i++) {
+        ck_assert_msg(seen.counts[i] == 1, "event %d sent %d times", i, seen.counts[i]);
+        ck_assert_msg(results[i] == (i == 57 ? OD_EUNAVAIL : APR_SUCCESS), "event %d: %d", i,
+                      results[i]);
+    }
+    ck_assert_int_eq(count(log_text(), "1 of 10 entries failed"), 1);
 }
 END_TEST
 
@@ -912,5 +1031,6 @@ Suite *od_aws_sinks_suite(void)
     tcase_add_test(canned, garbled_answer);
     tcase_add_test(canned, unreachable_endpoint);
     tcase_add_test(canned, create_needs_settings);
+    tcase_add_test(canned, sqs_batches_in_flight_at_once);
     return s;
 }

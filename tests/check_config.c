@@ -180,6 +180,51 @@ START_TEST(test_config_shipped_file_is_valid)
 }
 END_TEST
 
+START_TEST(test_config_events_max_in_flight)
+{
+    od_settings_t s;
+    const char *err = NULL;
+
+    ck_assert_int_eq(parse(&s, "", &err), APR_SUCCESS);
+    ck_assert_int_eq(s.events_max_in_flight, 16);
+    ck_assert_int_eq(s.aws_max_connections, 96);
+    ck_assert_int_eq(parse(&s, "events_max_in_flight = 256\naws_max_connections = 256\n", &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(s.events_max_in_flight, 256);
+    assert_refused("events_max_in_flight = 0\n", "t.conf:1: events_max_in_flight: '0' is not an "
+                                                 "integer between 1 and 256");
+    assert_refused("events_max_in_flight = 257\n", "t.conf:1: events_max_in_flight:");
+}
+END_TEST
+
+/* Every event call in flight holds one of the AWS client's connections: more in flight than
+ * connections is refused whenever events go through AWS (a sink there, or their marks in a
+ * DynamoDB store), and only then. */
+START_TEST(test_config_events_in_flight_within_aws_connections)
+{
+    od_settings_t s;
+    const char *err = NULL;
+    const char *want = "t.conf: events_max_in_flight (9) exceeds aws_max_connections (8): each "
+                       "event call in flight needs a connection of its own";
+
+    assert_refused("events_sink = sqs\naws_max_connections = 8\nevents_max_in_flight = 9\n", want);
+    assert_refused("events_max_in_flight = 9\nevents_sink = eventbridge\naws_max_connections = 8\n",
+                   want);
+    assert_refused("store = dynamodb\naws_max_connections = 8\nevents_max_in_flight = 9\n", want);
+    assert_refused("events_sink = sns\naws_max_connections = 8\n",
+                   "t.conf: events_max_in_flight (16) exceeds aws_max_connections (8)");
+    ck_assert_int_eq(
+        parse(&s, "events_sink = sns\naws_max_connections = 9\nevents_max_in_flight = 9\n", &err),
+        APR_SUCCESS);
+    /* No events through AWS: the client's pool is the store's alone, or unused. */
+    ck_assert_int_eq(
+        parse(&s, "store = dynamodb\nevents_sink = none\naws_max_connections = 3\n", &err),
+        APR_SUCCESS);
+    ck_assert_int_eq(parse(&s, "aws_max_connections = 1\nevents_max_in_flight = 64\n", &err),
+                     APR_SUCCESS);
+}
+END_TEST
+
 START_TEST(test_config_json_masks_secrets)
 {
     od_settings_t s;
@@ -221,6 +266,8 @@ Suite *od_config_suite(void)
     tcase_add_test(tc, test_config_nul_byte_refused);
     tcase_add_test(tc, test_config_shipped_file_is_valid);
     tcase_add_test(tc, test_config_json_masks_secrets);
+    tcase_add_test(tc, test_config_events_max_in_flight);
+    tcase_add_test(tc, test_config_events_in_flight_within_aws_connections);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,6 +11,7 @@
 #include "od_suites.h"
 #include "od_test_aws.h"
 #include "od_test_engines.h"
+#include "od_test_responder.h"
 #include "od_test_util.h"
 
 #include <apr_hash.h>
@@ -18,6 +19,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -536,6 +538,137 @@ START_TEST(test_events_sns_raw_and_enveloped_subscriptions)
 }
 END_TEST
 
+#ifdef ORDERD_FAULT_INJECTION
+#define EV_SLOW_ORDERS 200
+#define EV_SLOW_IN_FLIGHT 8
+#define EV_SLOW_RETRY_S 5
+
+/* What a slow SQS endpoint received: each entry's Id (the event id) and MessageBody. */
+typedef struct ev_slow_t {
+    pthread_mutex_t lock;
+    int n;
+    int dups;
+    char *ids[EV_SLOW_ORDERS];
+    char *bodies[EV_SLOW_ORDERS];
+} ev_slow_t;
+
+static void ev_slow_note(ev_slow_t *s, const char *id, const char *body)
+{
+    int dup = 0;
+
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < s->n && !dup; i++) {
+        dup = strcmp(s->ids[i], id) == 0;
+    }
+    if (dup || s->n == EV_SLOW_ORDERS) {
+        s->dups++;
+    } else {
+        s->ids[s->n] = strdup(id);
+        s->bodies[s->n++] = strdup(body);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* SendMessageBatch's answer: every entry accepted. */
+static char *ev_slow_answer(void *baton, const char *body, size_t len)
+{
+    json_object *req = json_tokener_parse(body), *entries = NULL, *ok = json_object_new_array();
+    json_object *answer = json_object_new_object(), *v = NULL;
+
+    json_object_object_get_ex(req, "Entries", &entries);
+    for (size_t i = 0; entries != NULL && i < json_object_array_length(entries); i++) {
+        json_object *entry = json_object_array_get_idx(entries, i), *e = json_object_new_object();
+        const char *id =
+            json_object_object_get_ex(entry, "Id", &v) ? json_object_get_string(v) : "";
+        ev_slow_note(baton, id,
+                     json_object_object_get_ex(entry, "MessageBody", &v) ? json_object_get_string(v)
+                                                                         : "");
+        json_object_object_add(e, "Id", json_object_new_string(id));
+        json_object_object_add(e, "MessageId", json_object_new_string("m"));
+        json_object_array_add(ok, e);
+    }
+    json_object_object_add(answer, "Successful", ok);
+    json_object_object_add(answer, "Failed", json_object_new_array());
+    char *text = strdup(json_object_to_json_string_ext(answer, JSON_C_TO_STRING_PLAIN));
+    json_object_put(answer);
+    json_object_put(req);
+    (void) len;
+    return text;
+}
+
+static int ev_slow_count(ev_slow_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int n = s->n;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+/* Writes the bodies received, one a line, to @p path (for verify-events); frees them. */
+static void ev_slow_save(ev_slow_t *s, const char *path)
+{
+    FILE *f = fopen(path, "w");
+
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < s->n; i++) {
+        fprintf(f, "%s\n", s->bodies[i]);
+        free(s->bodies[i]);
+        free(s->ids[i]);
+    }
+    fclose(f);
+}
+
+/* The relay publishes a round of many pending events to a slow SQS endpoint (20 ms a call) as
+ * concurrent batches, events_max_in_flight at once, and marks each published once its batch was
+ * accepted: every event is sent exactly once, and none again in the relay rounds after. The
+ * orders are stored by an orderd that never publishes promptly and stops before they are due;
+ * the next one finds all of them due in its first relay round. (The endpoint holds the first
+ * requests until 8 are in flight, up to 5 s: the request timeout is longer than that.) */
+START_TEST(test_events_relay_batches_in_flight)
+{
+    static ev_slow_t seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    apr_pool_t *p = NULL;
+    long max_ms = 0;
+
+    apr_pool_create(&p, NULL);
+    od_test_responder_t *r = od_test_responder_start(20, EV_SLOW_IN_FLIGHT, ev_slow_answer, &seen);
+    od_test_env_t *env = env_new();
+    setenv("ORDERD_FAULT_SKIP_PROMPT_PUBLISH", "1", 1);
+    run(env,
+        aws_conf(p, apr_psprintf(p,
+                                 "events_sink = sqs\nsqs_queue_url = https://q.example/1/q\n"
+                                 "sqs_endpoint = %s\nevents_max_in_flight = %d\n"
+                                 "events_retry_after_s = %d\naws_request_timeout_ms = 10000\n",
+                                 od_test_responder_url(r), EV_SLOW_IN_FLIGHT, EV_SLOW_RETRY_S)));
+    unsetenv("ORDERD_FAULT_SKIP_PROMPT_PUBLISH");
+    char *accepted = post_many(env, 700, EV_SLOW_ORDERS, &max_ms);
+    ck_assert_int_eq(od_test_server_stop(env, EV_STOP_MS), 0);
+    ck_assert_msg(od_test_responder_requests(r) == 0, "events became due while posting");
+    od_test_sleep_ms(EV_SLOW_RETRY_S * 1000 + 200);
+    ck_assert_int_eq(od_test_server_start(env), 0);
+    for (long waited = 0; waited < 30000 && ev_slow_count(&seen) < EV_SLOW_ORDERS; waited += 100) {
+        od_test_sleep_ms(100);
+    }
+    od_test_sleep_ms(2500); /* two more relay rounds: an event left pending would go again */
+    unsigned int requests = od_test_responder_requests(r),
+                 peak = od_test_responder_max_in_flight(r);
+    od_test_responder_stop(r);
+    fprintf(stderr, "test_events_relay_batches_in_flight: %u requests, at most %u in flight\n",
+            requests, peak);
+    ck_assert_int_eq(seen.n, EV_SLOW_ORDERS);
+    ck_assert_int_eq(seen.dups, 0);
+    ck_assert_uint_eq(requests, EV_SLOW_ORDERS / 10);
+    ck_assert_uint_eq(peak, EV_SLOW_IN_FLIGHT);
+    const char *out = apr_pstrcat(p, od_test_env_dir(env), "/sqs.jsonl", NULL);
+    ev_slow_save(&seen, out);
+    verify(env, accepted, out, EV_SLOW_ORDERS);
+    finish(env);
+    free(accepted);
+    apr_pool_destroy(p);
+}
+END_TEST
+#endif
+
 /* The message service fails for a while: orders keep their 201 at the usual latency, and once
  * it is back every pending event is delivered. */
 START_TEST(test_events_sqs_outage_then_delivered)
@@ -640,6 +773,7 @@ Suite *od_events_suite(void)
     tcase_add_test(file, test_events_file_full_then_every_event_once);
 #ifdef ORDERD_FAULT_INJECTION
     tcase_add_test(file, test_events_kill9_between_store_and_publish);
+    tcase_add_test(file, test_events_relay_batches_in_flight);
 #endif
     suite_add_tcase(s, file);
     tcase_add_unchecked_fixture(aws, moto_setup, teardown);

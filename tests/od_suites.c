@@ -36,6 +36,7 @@ const od_suite_entry_t od_suites[] = {
     {"utf8", od_utf8_suite},
     {"log", od_log_suite},
     {"sink_file", od_sink_file_suite},
+    {"fanout", od_fanout_suite},
     {NULL, NULL},
 };
 

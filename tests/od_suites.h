@@ -51,6 +51,7 @@ Suite *od_e2e_suite(void);
 Suite *od_utf8_suite(void);
 Suite *od_log_suite(void);
 Suite *od_sink_file_suite(void);
+Suite *od_fanout_suite(void);
 
 /** The registry, terminated by an entry whose name is NULL. */
 extern const od_suite_entry_t od_suites[];
