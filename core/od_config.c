@@ -143,7 +143,7 @@ void od_config_defaults(od_settings_t *out)
     out->events_file = "events.jsonl";
     out->events_retry_after_s = 10;
     out->events_batch_max = 1000;
-    out->events_max_in_flight = 16;
+    out->events_max_in_flight = 32;
     out->eventbridge_bus = "default";
     out->eventbridge_source = "orderd";
     out->eventbridge_detail_type = "order.accepted";

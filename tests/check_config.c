@@ -186,7 +186,7 @@ START_TEST(test_config_events_max_in_flight)
     const char *err = NULL;
 
     ck_assert_int_eq(parse(&s, "", &err), APR_SUCCESS);
-    ck_assert_int_eq(s.events_max_in_flight, 16);
+    ck_assert_int_eq(s.events_max_in_flight, 32);
     ck_assert_int_eq(s.aws_max_connections, 96);
     ck_assert_int_eq(parse(&s, "events_max_in_flight = 256\naws_max_connections = 256\n", &err),
                      APR_SUCCESS);
@@ -212,7 +212,7 @@ START_TEST(test_config_events_in_flight_within_aws_connections)
                    want);
     assert_refused("store = dynamodb\naws_max_connections = 8\nevents_max_in_flight = 9\n", want);
     assert_refused("events_sink = sns\naws_max_connections = 8\n",
-                   "t.conf: events_max_in_flight (16) exceeds aws_max_connections (8)");
+                   "t.conf: events_max_in_flight (32) exceeds aws_max_connections (8)");
     ck_assert_int_eq(
         parse(&s, "events_sink = sns\naws_max_connections = 9\nevents_max_in_flight = 9\n", &err),
         APR_SUCCESS);
