@@ -10,7 +10,6 @@
 #define OD_DDB_CONTENT_TYPE "application/x-amz-json-1.0"
 #define OD_DDB_TARGET "DynamoDB_20120810."
 #define OD_DDB_INIT_WAIT apr_time_from_sec(60)
-#define OD_DDB_OUTBOX_INDEX "outbox"
 
 /* ---- JSON helpers: documents are released by a cleanup on the call's pool ---- */
 
@@ -135,7 +134,7 @@ static apr_status_t od_ddb_get_order(void *impl, const char *caller, const char 
 
 /* ---- the outbox ---- */
 
-static json_object *od_ddb_order_key(const char *order_id, apr_pool_t *p)
+json_object *od_ddb_order_key(const char *order_id, apr_pool_t *p)
 {
     json_object *key = json_object_new_object();
     json_object_object_add(key, "pk", od_ddb_s(apr_pstrcat(p, "ORDER#", order_id, NULL)));
@@ -147,6 +146,7 @@ static void od_ddb_event_item(json_object *item, apr_array_header_t *events, apr
     const char *id = od_ddb_get(item, "event_id", "S"), *ev = od_ddb_get(item, "event", "S");
     const char *pk = od_ddb_get(item, "pk", "S"), *att = od_ddb_get(item, "outbox_attempts", "N");
     const char *created = od_ddb_get(item, "created_at", "N");
+    const char *due = od_ddb_get(item, "outbox_due", "N");
 
     if (id == NULL || ev == NULL || pk == NULL || strncmp(pk, "ORDER#", 6) != 0) {
         return;
@@ -158,6 +158,7 @@ static void od_ddb_event_item(json_object *item, apr_array_header_t *events, apr
     e->event = apr_pstrmemdup(p, ev, e->event_len);
     e->created_at = created != NULL ? apr_atoi64(created) : 0;
     e->attempts = att != NULL ? atoi(att) : 0;
+    e->due = due != NULL ? apr_atoi64(due) : 0;
     e->seq = 0;
 }
 
@@ -285,7 +286,9 @@ static const od_store_ops_t od_ddb_ops = {.name = "dynamodb",
                                           .pending = od_ddb_pending,
                                           .published = od_ddb_published,
                                           .reschedule = od_ddb_reschedule,
-                                          .put_async = NULL};
+                                          .put_async = NULL,
+                                          .claim = od_ddb_claim,
+                                          .backlog = od_ddb_backlog};
 
 apr_status_t od_dynamodb_create(od_store_t **out, od_aws_t *aws, const char *endpoint,
                                 const char *table, int max_in_flight, od_log_t *log, apr_pool_t *p)
@@ -303,6 +306,7 @@ apr_status_t od_dynamodb_create(od_store_t **out, od_aws_t *aws, const char *end
             return rv;
         }
     }
+    d->owner = od_ddb_owner_name(p);
     return od_store_create(out, &od_ddb_ops, d, p);
 }
 
@@ -483,7 +487,7 @@ static apr_status_t od_ddb_enable_ttl(od_ddb_t *d, apr_pool_t *p)
 apr_status_t od_dynamodb_init(od_aws_t *aws, const char *endpoint, const char *table, od_log_t *log,
                               apr_pool_t *p)
 {
-    od_ddb_t d = {aws, endpoint, table, log, NULL};
+    od_ddb_t d = {.aws = aws, .endpoint = endpoint, .table = table, .log = log};
     const char *status = NULL;
     apr_status_t rv = od_ddb_table_status(&d, &status, p);
 

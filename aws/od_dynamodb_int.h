@@ -1,6 +1,7 @@
 /*
- * od_dynamodb_int: what the DynamoDB store's two files share (od_dynamodb.c: calls, get, outbox,
- * table set-up; od_dynamodb_put.c: the put). Private to them: nothing else includes it.
+ * od_dynamodb_int: what the DynamoDB store's files share (od_dynamodb.c: calls, get, outbox,
+ * table set-up; od_dynamodb_put.c: the put; od_dynamodb_outbox.c: relay claims and the
+ * backlog count). Private to them: nothing else includes it.
  */
 #ifndef OD_DYNAMODB_INT_H
 #define OD_DYNAMODB_INT_H
@@ -13,6 +14,7 @@
 /* Pending events are spread over this many keys of the sparse outbox index, so a high order
  * rate never concentrates on one index partition. */
 #define OD_DDB_OUTBOX_SHARDS 16
+#define OD_DDB_OUTBOX_INDEX "outbox"
 
 /** The store's state: the od_store_t's impl. */
 typedef struct od_ddb_s {
@@ -21,6 +23,7 @@ typedef struct od_ddb_s {
     const char *table;
     od_log_t *log;
     od_fanout_t *marks; /* runs od_ddb_published's UpdateItems; NULL: one after another */
+    const char *owner;  /* this instance in its claims' outbox_owner: "host:pid" */
 } od_ddb_t;
 
 /** Releases @p obj (a new json-c reference; NULL is ignored) with @p p. Returns @p obj. */
@@ -59,6 +62,20 @@ apr_status_t od_ddb_call(od_ddb_t *d, const char *op, json_object *req, json_obj
  */
 void od_ddb_fill(od_store_result_t *res, od_store_outcome_e outcome, const char *order_id,
                  const char *body, const char *created_at, apr_pool_t *p);
+
+/** The Key of order @p order_id's item: a new json-c reference, owned by the caller. */
+json_object *od_ddb_order_key(const char *order_id, apr_pool_t *p);
+
+/** "host:pid", naming this instance in its claims (from @p p). */
+const char *od_ddb_owner_name(apr_pool_t *p);
+
+/** od_store_ops_t.claim of the DynamoDB store (od_dynamodb_outbox.c). */
+apr_status_t od_ddb_claim(void *impl, apr_array_header_t *events, apr_interval_time_t lease,
+                          apr_pool_t *p);
+
+/** od_store_ops_t.backlog of the DynamoDB store (od_dynamodb_outbox.c). */
+apr_status_t od_ddb_backlog(void *impl, volatile apr_uint32_t *stop, apr_size_t *count,
+                            apr_time_t *oldest, apr_pool_t *p);
 
 /** od_store_ops_t.put of the DynamoDB store (the contract of od_store_put; see od_dynamodb.h). */
 apr_status_t od_ddb_put(void *impl, const od_store_order_t *o, od_store_result_t *res,

@@ -3,6 +3,7 @@
 #include "od_status.h"
 #include "od_ulid.h"
 
+#include <apr_atomic.h>
 #include <apr_strings.h>
 #include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
@@ -21,6 +22,17 @@
  * (of ~300 events, with events_batch_max 1000) 1.2 us and 0.02. An event waits at most this long
  * more than it would alone: nothing next to the order's own latency, which it never adds to. */
 #define OD_OUTBOX_GATHER apr_time_from_msec(10)
+/* The backlog (every event not yet published) is counted at most this often, and a count of N
+ * events waits N / OD_OUTBOX_COUNT_RATE seconds if that is longer: a count reads every pending
+ * event's index entry (on DynamoDB, read units in proportion to the backlog), so the backlog of
+ * a long outage is counted less often instead of at a growing cost (on average, at most 5,000
+ * entries a second: about 1,000 read request units a second for 1.5 KB events). */
+#define OD_OUTBOX_COUNT_EVERY apr_time_from_sec(5)
+#define OD_OUTBOX_COUNT_RATE 5000
+/* The relay claims, publishes and marks its events in chunks of this many: an event's claim then
+ * precedes its mark by one chunk's claims, publish and marks (about a second on DynamoDB at 5 ms
+ * a call), well within its lease, however many events a round takes (events_batch_max). */
+#define OD_OUTBOX_CLAIM_CHUNK 100
 
 /* A ring slot: fixed-size, so the ring is allocated once and never grows. */
 typedef struct od_outbox_slot_t {
@@ -47,7 +59,12 @@ struct od_outbox_s {
     int stopping;
     apr_time_t flush_until;
     od_outbox_stats_t stats;
+    apr_time_t oldest;     /* created_at of the oldest event at the last count (0: none) */
     apr_time_t last_round; /* the publisher thread's own: when its last prompt round began */
+    /* The counter: a thread of its own, so a long count never holds up publishing. */
+    apr_thread_t *counter;
+    apr_thread_cond_t *count_wake;    /* signalled on stop (with lock) */
+    volatile apr_uint32_t count_stop; /* set (apr_atomic) on stop: a count under way ends */
 };
 
 /* ---- submitting ---- */
@@ -80,13 +97,27 @@ void od_outbox_submit(od_outbox_t *ob, const od_store_event_t *ev)
     apr_thread_mutex_unlock(ob->lock);
 }
 
-/* Copies up to batch_max queued events out of the ring. Called with the lock held. */
-static apr_array_header_t *od_outbox_take(od_outbox_t *ob, apr_pool_t *p)
+/* Copies up to batch_max queued events out of the ring, counting in @p *late those it leaves
+ * to the relay. Called with the lock held.
+ * An event is the prompt path's for the first half of its lease only (it is due for the relays
+ * of every instance retry_after after its creation): one that waited longer in the ring is left
+ * to the relay, which claims it once it is due. So a prompt publish and its mark have the other
+ * half of the lease to finish before any relay may take the event, and the prompt path never
+ * publishes what a relay may already have claimed. */
+static apr_array_header_t *od_outbox_take(od_outbox_t *ob, int *late, apr_pool_t *p)
 {
     apr_array_header_t *events = apr_array_make(p, ob->count, sizeof(od_store_event_t));
+    apr_time_t stale = apr_time_now() - ob->opts.retry_after / 2;
 
     while (ob->count > 0 && events->nelts < ob->opts.batch_max) {
         od_outbox_slot_t *s = &ob->ring[ob->head];
+        ob->head = (ob->head + 1) % ob->opts.queue_slots;
+        ob->count--;
+        if (s->created_at <= stale) {
+            ob->stats.dropped++;
+            (*late)++;
+            continue;
+        }
         od_store_event_t *e = apr_array_push(events);
         e->event_id = apr_pstrdup(p, s->event_id);
         e->order_id = apr_pstrdup(p, s->order_id);
@@ -94,9 +125,8 @@ static apr_array_header_t *od_outbox_take(od_outbox_t *ob, apr_pool_t *p)
         e->event_len = s->body_len;
         e->created_at = s->created_at;
         e->attempts = 0;
+        e->due = 0;
         e->seq = s->seq;
-        ob->head = (ob->head + 1) % ob->opts.queue_slots;
-        ob->count--;
     }
     return events;
 }
@@ -143,28 +173,53 @@ static void od_outbox_publish(od_outbox_t *ob, apr_array_header_t *events, int r
     apr_thread_mutex_unlock(ob->lock);
 }
 
-/* One relay round: everything pending past its due time. */
+/* Claims the events [at, at + OD_OUTBOX_CLAIM_CHUNK) of @p events and publishes those it
+ * claimed (no other instance does: the claim makes each event one instance's, for a lease of
+ * retry_after, after which it is due again if it was not published). Returns how many. */
+static int od_outbox_relay_chunk(od_outbox_t *ob, const apr_array_header_t *events, int at,
+                                 apr_pool_t *p)
+{
+    int n = events->nelts - at < OD_OUTBOX_CLAIM_CHUNK ? events->nelts - at : OD_OUTBOX_CLAIM_CHUNK;
+    apr_array_header_t *chunk = apr_array_make(p, n, sizeof(od_store_event_t));
+
+    memcpy(chunk->elts, (const od_store_event_t *) events->elts + at,
+           sizeof(od_store_event_t) * (size_t) n);
+    chunk->nelts = n;
+    od_store_claim(ob->store, chunk, ob->opts.retry_after, p); /* errors: logged, left out */
+    if (chunk->nelts > 0) {
+        od_outbox_publish(ob, chunk, 1, p);
+    }
+    return chunk->nelts;
+}
+
+/* One relay round: everything pending past its due time that this instance can claim. */
 static void od_outbox_relay(od_outbox_t *ob, apr_pool_t *p)
 {
     apr_array_header_t *events = NULL;
     apr_time_t now = apr_time_now();
+    int claimed = 0;
 
     if (od_store_pending(ob->store, now, ob->opts.batch_max, &events, p) != APR_SUCCESS) {
         return; /* the store has logged why; next round */
+    }
+    if (events->nelts == 0) {
+        return;
     }
     apr_interval_time_t oldest = 0;
     for (int i = 0; i < events->nelts; i++) {
         apr_time_t c = ((od_store_event_t *) events->elts)[i].created_at;
         oldest = now - c > oldest ? now - c : oldest;
     }
-    apr_thread_mutex_lock(ob->lock);
-    ob->stats.pending = (apr_size_t) events->nelts;
-    ob->stats.oldest_age = oldest;
-    apr_thread_mutex_unlock(ob->lock);
-    if (events->nelts > 0) {
-        od_log_info(ob->log, "outbox: re-publishing %d pending event(s), oldest %lld ms",
-                    events->nelts, (long long) apr_time_as_msec(oldest));
-        od_outbox_publish(ob, events, 1, p);
+    od_log_info(ob->log, "outbox: re-publishing %d pending event(s), oldest %lld ms", events->nelts,
+                (long long) apr_time_as_msec(oldest));
+    for (int at = 0; at < events->nelts; at += OD_OUTBOX_CLAIM_CHUNK) {
+        claimed += od_outbox_relay_chunk(ob, events, at, p);
+    }
+    if (claimed < events->nelts) {
+        od_log_info(ob->log,
+                    "outbox: %d of them left unpublished: claimed by another instance first (or "
+                    "the claim failed)",
+                    events->nelts - claimed);
     }
 }
 
@@ -184,10 +239,17 @@ static apr_array_header_t *od_outbox_wait(od_outbox_t *ob, apr_time_t next_relay
         apr_thread_cond_timedwait(ob->wake, ob->lock, until - apr_time_now());
     }
     ob->last_round = apr_time_now();
+    int late = 0;
     if (!ob->stopping || (ob->count > 0 && apr_time_now() < ob->flush_until)) {
-        batch = od_outbox_take(ob, p);
+        batch = od_outbox_take(ob, &late, p);
     }
     apr_thread_mutex_unlock(ob->lock);
+    if (late > 0) {
+        od_log_warn(ob->log,
+                    "outbox: %d event(s) waited in the queue past half their lease "
+                    "(events_retry_after_s / 2); left to the relay",
+                    late);
+    }
     return batch;
 }
 
@@ -217,6 +279,63 @@ static void *APR_THREAD_FUNC od_outbox_main(apr_thread_t *thread, void *data)
     return NULL;
 }
 
+/* ---- counting the backlog ---- */
+
+/* One count; the figures of the last count that succeeded stay until the next does. */
+static apr_status_t od_outbox_count(od_outbox_t *ob, apr_size_t *counted, apr_pool_t *p)
+{
+    apr_size_t n = 0;
+    apr_time_t oldest = 0;
+    apr_status_t rv = od_store_backlog(ob->store, &ob->count_stop, &n, &oldest, p);
+
+    *counted = n; /* also what a failed count read before it failed */
+    if (rv == APR_SUCCESS) {
+        apr_thread_mutex_lock(ob->lock);
+        ob->stats.pending = n;
+        ob->oldest = oldest;
+        apr_thread_mutex_unlock(ob->lock);
+    }
+    return rv; /* failures are logged by the store */
+}
+
+/* Waits until @p next or a stop; returns 1 when stopping. */
+static int od_outbox_count_wait(od_outbox_t *ob, apr_time_t next)
+{
+    apr_thread_mutex_lock(ob->lock);
+    while (!ob->stopping && apr_time_now() < next) {
+        apr_thread_cond_timedwait(ob->count_wake, ob->lock, next - apr_time_now());
+    }
+    int stopping = ob->stopping;
+    apr_thread_mutex_unlock(ob->lock);
+    return stopping;
+}
+
+static void *APR_THREAD_FUNC od_outbox_counter(apr_thread_t *thread, void *data)
+{
+    od_outbox_t *ob = data;
+    apr_pool_t *p = NULL;
+    apr_time_t next = 0; /* the first count at once */
+
+    apr_pool_create(&p, NULL);
+    while (!od_outbox_count_wait(ob, next)) {
+        apr_size_t n = 0;
+        apr_time_t t0 = apr_time_now();
+        if (od_outbox_count(ob, &n, p) == APR_ENOTIMPL) {
+            break; /* the store cannot count */
+        }
+        apr_pool_clear(p);
+        /* The pause for the backlog's size (OD_OUTBOX_COUNT_RATE), and never counting more
+         * than half the time (a slow or throttled store). */
+        apr_interval_time_t took = apr_time_now() - t0;
+        apr_interval_time_t pause = apr_time_from_sec(1) * (apr_int64_t) n / OD_OUTBOX_COUNT_RATE;
+        pause = pause > 2 * took ? pause : 2 * took;
+        next = t0 + (pause > OD_OUTBOX_COUNT_EVERY ? pause : OD_OUTBOX_COUNT_EVERY);
+    }
+    apr_pool_destroy(p);
+    apr_thread_exit(thread, APR_SUCCESS);
+    return NULL;
+}
+
 /* ---- life cycle ---- */
 
 void od_outbox_stop(od_outbox_t *ob, apr_interval_time_t timeout)
@@ -226,13 +345,19 @@ void od_outbox_stop(od_outbox_t *ob, apr_interval_time_t timeout)
     if (ob->thread == NULL) {
         return;
     }
+    apr_atomic_set32(&ob->count_stop, 1);
     apr_thread_mutex_lock(ob->lock);
     ob->stopping = 1;
     ob->flush_until = apr_time_now() + timeout;
     apr_thread_cond_signal(ob->wake);
+    apr_thread_cond_signal(ob->count_wake);
     apr_thread_mutex_unlock(ob->lock);
     apr_thread_join(&trv, ob->thread);
     ob->thread = NULL;
+    if (ob->counter != NULL) {
+        apr_thread_join(&trv, ob->counter);
+        ob->counter = NULL;
+    }
     if (ob->count > 0) {
         od_log_warn(ob->log, "outbox: %d event(s) left pending for the relay", ob->count);
     }
@@ -246,8 +371,12 @@ static apr_status_t od_outbox_cleanup(void *data)
 
 void od_outbox_stats(od_outbox_t *ob, od_outbox_stats_t *out)
 {
+    apr_time_t now = apr_time_now();
+
     apr_thread_mutex_lock(ob->lock);
     *out = ob->stats;
+    /* Ages as of now: between two counts the oldest event only gets older. */
+    out->oldest_age = out->pending > 0 && ob->oldest > 0 && now > ob->oldest ? now - ob->oldest : 0;
     apr_thread_mutex_unlock(ob->lock);
 }
 
@@ -269,11 +398,21 @@ apr_status_t od_outbox_create(od_outbox_t **out, od_store_t *store, od_sink_t *s
         rv = apr_thread_cond_create(&ob->wake, p);
     }
     if (rv == APR_SUCCESS) {
+        rv = apr_thread_cond_create(&ob->count_wake, p);
+    }
+    if (rv == APR_SUCCESS) {
         rv = apr_thread_create(&ob->thread, NULL, od_outbox_main, ob, p);
     }
     if (rv != APR_SUCCESS) {
         ob->thread = NULL;
         od_log_error(log, "outbox: starting the publisher thread failed: %d", rv);
+        return rv;
+    }
+    rv = apr_thread_create(&ob->counter, NULL, od_outbox_counter, ob, p);
+    if (rv != APR_SUCCESS) {
+        ob->counter = NULL;
+        od_log_error(log, "outbox: starting the backlog counter thread failed: %d", rv);
+        od_outbox_stop(ob, 0);
         return rv;
     }
     /* Before the pool's subpools (the thread's) and the mutex's own cleanup run. */

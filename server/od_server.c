@@ -419,9 +419,11 @@ static void od_server_metrics_outbox(od_server_t *srv, od_metrics_text_t *t)
     od_server_gauge(t, "orderd_events_failed_total", "counter", "Event publish failures.",
                     os.failed);
     od_server_gauge(t, "orderd_outbox_pending", "gauge",
-                    "Events pending past their due time at the last relay round.", os.pending);
+                    "Events not yet published (in the store, for every instance), as of the last "
+                    "count (every 5 s or more).",
+                    os.pending);
     od_metrics_family(t, "orderd_outbox_oldest_pending_age_seconds", "gauge",
-                      "Age of the oldest of those.");
+                      "Age of the oldest event not yet published (0 if none).");
     od_metrics_printf(t, "orderd_outbox_oldest_pending_age_seconds %.3f\n",
                       (double) os.oldest_age / 1e6);
 }

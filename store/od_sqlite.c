@@ -131,6 +131,7 @@ typedef struct od_sqlite_reader_t {
     sqlite3 *db;
     sqlite3_stmt *get;
     sqlite3_stmt *pending;
+    sqlite3_stmt *backlog;
 } od_sqlite_reader_t;
 
 typedef struct od_sqlite_s {
@@ -1137,8 +1138,8 @@ static apr_status_t od_sqlite_get(void *impl, const char *caller, const char *or
     return rv;
 }
 
-/* One pending event (order_row, event_id, order_id, body, created_at, attempts), its envelope
- * rendered from the order as the API rendered it when the order was accepted. */
+/* One pending event (order_row, event_id, order_id, body, created_at, attempts, due_at), its
+ * envelope rendered from the order as the API rendered it when the order was accepted. */
 static void od_sqlite_event_row(sqlite3_stmt *st, apr_array_header_t *events, apr_pool_t *p)
 {
     od_store_event_t *e = apr_array_push(events);
@@ -1150,6 +1151,7 @@ static void od_sqlite_event_row(sqlite3_stmt *st, apr_array_header_t *events, ap
     e->event = od_event_render(e->event_id, (const char *) sqlite3_column_text(st, 3),
                                e->created_at, &e->event_len, p);
     e->attempts = sqlite3_column_int(st, 5);
+    e->due = sqlite3_column_int64(st, 6);
 }
 
 static apr_status_t od_sqlite_pending(void *impl, apr_time_t due_before, int max,
@@ -1181,6 +1183,37 @@ static apr_status_t od_sqlite_pending(void *impl, apr_time_t due_before, int max
     return APR_SUCCESS;
 }
 
+/* The count scans the smallest index of the outbox (outbox_due); the oldest is the order of the
+ * outbox's lowest row: orders are inserted, and get their rows, in the order they were accepted
+ * (to within the moment two requests reach the writer's queue), and are never deleted. */
+static apr_status_t od_sqlite_backlog(void *impl, volatile apr_uint32_t *stop, apr_size_t *count,
+                                      apr_time_t *oldest, apr_pool_t *p)
+{
+    od_sqlite_t *s = impl;
+    void *res = NULL;
+
+    (void) stop; /* one statement, over an index of a few bytes per event */
+    (void) p;
+    if (apr_reslist_acquire(s->readers, &res) != APR_SUCCESS) {
+        od_log_error(s->log, "sqlite: apr_reslist_acquire (read connection) failed");
+        return OD_EUNAVAIL;
+    }
+    od_sqlite_reader_t *r = res;
+    int rc = sqlite3_step(r->backlog);
+    if (rc == SQLITE_ROW) {
+        *count = (apr_size_t) sqlite3_column_int64(r->backlog, 0);
+        *oldest = sqlite3_column_int64(r->backlog, 1); /* NULL (no event) reads as 0 */
+    }
+    sqlite3_reset(r->backlog);
+    if (rc != SQLITE_ROW) {
+        od_sqlite_fail(s, r->db, "sqlite3_step(outbox backlog)");
+        apr_reslist_invalidate(s->readers, res);
+        return OD_EUNAVAIL;
+    }
+    apr_reslist_release(s->readers, res);
+    return APR_SUCCESS;
+}
+
 static void od_sqlite_stats(void *impl, od_store_stats_t *out)
 {
     od_sqlite_t *s = impl;
@@ -1197,7 +1230,8 @@ static const od_store_ops_t od_sqlite_ops = {.name = "sqlite",
                                              .pending = od_sqlite_pending,
                                              .published = od_sqlite_published,
                                              .reschedule = od_sqlite_reschedule,
-                                             .put_async = od_sqlite_put_async};
+                                             .put_async = od_sqlite_put_async,
+                                             .backlog = od_sqlite_backlog};
 
 /* ---- life cycle ---- */
 
@@ -1215,12 +1249,19 @@ static apr_status_t od_sqlite_reader_make(void **res, void *params, apr_pool_t *
     if (rv == APR_SUCCESS) {
         rv = od_sqlite_prepare(s, r->db, &r->pending,
                                "SELECT outbox.order_row, outbox.event_id, orders.order_id,"
-                               " orders.body, orders.created_at, outbox.attempts"
+                               " orders.body, orders.created_at, outbox.attempts,"
+                               " outbox.due_at"
                                " FROM outbox JOIN orders ON orders.rowid = outbox.order_row"
                                " WHERE outbox.due_at <= ?1 ORDER BY outbox.due_at LIMIT ?2");
     }
+    if (rv == APR_SUCCESS) {
+        rv = od_sqlite_prepare(s, r->db, &r->backlog,
+                               "SELECT (SELECT count(*) FROM outbox), (SELECT created_at FROM"
+                               " orders WHERE rowid = (SELECT min(order_row) FROM outbox))");
+    }
     if (rv != APR_SUCCESS) {
         sqlite3_finalize(r->get);
+        sqlite3_finalize(r->pending);
         sqlite3_close(r->db);
         return rv;
     }
@@ -1234,6 +1275,7 @@ static apr_status_t od_sqlite_reader_free(void *res, void *params, apr_pool_t *p
 
     sqlite3_finalize(r->get);
     sqlite3_finalize(r->pending);
+    sqlite3_finalize(r->backlog);
     sqlite3_close(r->db);
     return APR_SUCCESS;
 }

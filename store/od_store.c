@@ -76,3 +76,21 @@ apr_status_t od_store_reschedule(od_store_t *store, const od_store_event_t *even
 {
     return store->ops->reschedule(store->impl, event, due, p);
 }
+
+apr_status_t od_store_claim(od_store_t *store, apr_array_header_t *events,
+                            apr_interval_time_t lease, apr_pool_t *p)
+{
+    if (store->ops->claim == NULL || events->nelts == 0) {
+        return APR_SUCCESS;
+    }
+    return store->ops->claim(store->impl, events, lease, p);
+}
+
+apr_status_t od_store_backlog(od_store_t *store, volatile apr_uint32_t *stop, apr_size_t *count,
+                              apr_time_t *oldest, apr_pool_t *p)
+{
+    *count = 0;
+    *oldest = 0;
+    return store->ops->backlog != NULL ? store->ops->backlog(store->impl, stop, count, oldest, p)
+                                       : APR_ENOTIMPL;
+}

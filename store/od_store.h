@@ -40,6 +40,7 @@ typedef struct od_store_event_t {
     apr_size_t event_len;
     apr_time_t created_at; /* of the order */
     int attempts;          /* relay attempts so far */
+    apr_time_t due;        /* when it is due, as read by od_store_pending (0 from a put) */
     /* The backend's own handle for the event (SQLite: the row of its order), to be passed back
      * with it to od_store_published and od_store_reschedule; 0 where the backend has none. */
     apr_int64_t seq;
@@ -91,6 +92,12 @@ typedef struct od_store_ops_t {
                       od_store_done_fn done, void *baton, apr_pool_t *p);
     /* Optional (NULL: nothing to report). */
     void (*stats)(void *impl, od_store_stats_t *out);
+    /* Optional (NULL: od_store_backlog answers APR_ENOTIMPL). */
+    apr_status_t (*backlog)(void *impl, volatile apr_uint32_t *stop, apr_size_t *count,
+                            apr_time_t *oldest, apr_pool_t *p);
+    /* Optional (NULL: one instance per store, so every event is claimed as it is). */
+    apr_status_t (*claim)(void *impl, apr_array_header_t *events, apr_interval_time_t lease,
+                          apr_pool_t *p);
 } od_store_ops_t;
 
 /**
@@ -172,6 +179,32 @@ apr_status_t od_store_published(od_store_t *store, const od_store_event_t *event
  */
 apr_status_t od_store_reschedule(od_store_t *store, const od_store_event_t *event, apr_time_t due,
                                  apr_pool_t *p);
+
+/**
+ * Claims events read by od_store_pending for this instance before it publishes them, so that no
+ * other instance sharing the store publishes them too: each is claimed only if it is still
+ * pending with the due time it was read with (no instance claimed, published or rescheduled it
+ * since), and is then due again only @p lease after its claim (so taken over by another instance
+ * if this one dies meanwhile). @p events (of od_store_event_t) keeps those claimed, in order;
+ * the others are removed. An event whose claim failed or got no answer is not claimed (it comes
+ * due again: at least once). Returns APR_SUCCESS, or the first error of a claim (logged; such
+ * events are removed too). A backend that only one instance can use (SQLite: a lock file)
+ * claims every event without a write. Thread-safe.
+ */
+apr_status_t od_store_claim(od_store_t *store, apr_array_header_t *events,
+                            apr_interval_time_t lease, apr_pool_t *p);
+
+/**
+ * Counts the events not yet published, whatever their due time, and finds the oldest: @p *count,
+ * and @p *oldest, its created_at (0 if there is none). Reads every pending event's index entry
+ * (DynamoDB: Queries of every shard, paged, with read units in proportion to the backlog), so
+ * call it every few seconds, not per request. @p stop (NULL: none) is read (apr_atomic_read32)
+ * between reads: once it is not 0 the count ends early with APR_EINTR. Returns APR_SUCCESS,
+ * APR_EINTR, OD_EUNAVAIL / OD_ETHROTTLED (logged), or APR_ENOTIMPL if the backend cannot count;
+ * the figures are meaningful only with APR_SUCCESS. Thread-safe.
+ */
+apr_status_t od_store_backlog(od_store_t *store, volatile apr_uint32_t *stop, apr_size_t *count,
+                              apr_time_t *oldest, apr_pool_t *p);
 
 /** The backend's name ("sqlite", "dynamodb"). */
 const char *od_store_name(const od_store_t *store);

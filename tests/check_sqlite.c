@@ -721,6 +721,50 @@ START_TEST(test_sqlite_published_marks_applied_before_close)
 }
 END_TEST
 
+/* The backlog is every event not yet published, whatever its due time (one rescheduled far
+ * ahead too), and its oldest is the earliest-accepted of them; a claim is a no-op here (one
+ * instance per file) and keeps every event. */
+START_TEST(test_sqlite_backlog_counts_every_unpublished_event)
+{
+    od_store_t *s = open_store(pool);
+    od_store_result_t r;
+    apr_size_t n = 99;
+    apr_time_t oldest = 99;
+
+    ck_assert_int_eq(od_store_backlog(s, NULL, &n, &oldest, pool), APR_SUCCESS);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(oldest, 0);
+    for (int i = 0; i < 3; i++) {
+        od_store_order_t o =
+            order_with_event(apr_psprintf(pool, "k%d", i), apr_psprintf(pool, "01A%023d", i),
+                             apr_psprintf(pool, "01E%023d", i));
+        o.created_at = t0 - apr_time_from_sec(3 - i);
+        o.event_due = o.created_at + apr_time_from_sec(10);
+        ck_assert_int_eq(od_store_put(s, &o, &r, pool), APR_SUCCESS);
+    }
+    apr_array_header_t *events = NULL;
+    ck_assert_int_eq(od_store_pending(s, t0 + apr_time_from_sec(60), 10, &events, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(events->nelts, 3);
+    od_store_event_t *e = (od_store_event_t *) events->elts;
+    ck_assert_int_eq(e[0].due, t0 + apr_time_from_sec(7));
+    ck_assert_int_eq(od_store_claim(s, events, apr_time_from_sec(10), pool), APR_SUCCESS);
+    ck_assert_int_eq(events->nelts, 3);
+    ck_assert_int_eq(od_store_reschedule(s, &e[0], t0 + apr_time_from_sec(3600), pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(od_store_backlog(s, NULL, &n, &oldest, pool), APR_SUCCESS);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(oldest, t0 - apr_time_from_sec(3));
+    ck_assert_int_eq(od_store_published(s, e, 1, pool), APR_SUCCESS);
+    for (int i = 0; i < 500 && n != 2; i++) { /* the mark is applied in the writer's next commit */
+        apr_sleep(apr_time_from_msec(10));
+        ck_assert_int_eq(od_store_backlog(s, NULL, &n, &oldest, pool), APR_SUCCESS);
+    }
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(oldest, t0 - apr_time_from_sec(2));
+}
+END_TEST
+
 /* ---- the checkpointer ---- */
 
 #define BIG_THREADS 8
@@ -1016,6 +1060,7 @@ Suite *od_sqlite_suite(void)
     tcase_add_test(tc, test_sqlite_published_mark_applied_without_waiting);
     tcase_add_test(tc, test_sqlite_published_marks_applied_before_close);
     tcase_add_test(tc, test_sqlite_pending_event_as_accepted_and_rescheduled);
+    tcase_add_test(tc, test_sqlite_backlog_counts_every_unpublished_event);
     suite_add_tcase(s, tc);
     tcase_add_checked_fixture(tc_conc, setup, teardown);
     tcase_set_timeout(tc_conc, 120);

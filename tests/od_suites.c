@@ -24,6 +24,7 @@ const od_suite_entry_t od_suites[] = {
     {"aws_sinks", od_aws_sinks_suite},
     {"dynamodb", od_dynamodb_suite},
     {"events", od_events_suite},
+    {"outbox", od_outbox_suite},
     {"ops", od_ops_suite},
     {"consumer", od_consumer_suite},
     {"ratelimit", od_ratelimit_suite},

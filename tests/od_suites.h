@@ -39,6 +39,7 @@ Suite *od_aws_suite(void);
 Suite *od_dynamodb_suite(void);
 Suite *od_aws_sinks_suite(void);
 Suite *od_events_suite(void);
+Suite *od_outbox_suite(void);
 Suite *od_ops_suite(void);
 Suite *od_consumer_suite(void);
 Suite *od_ratelimit_suite(void);
