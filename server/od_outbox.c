@@ -4,6 +4,7 @@
 #include "od_ulid.h"
 
 #include <apr_atomic.h>
+#include <apr_hash.h>
 #include <apr_strings.h>
 #include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
@@ -33,6 +34,13 @@
  * precedes its mark by one chunk's claims, publish and marks (about a second on DynamoDB at 5 ms
  * a call), well within its lease, however many events a round takes (events_batch_max). */
 #define OD_OUTBOX_CLAIM_CHUNK 100
+/* Rounds one catch-up (od_outbox_catch_up) makes before the ring gets its turn again. */
+#define OD_OUTBOX_CATCH_UP_ROUNDS 4
+#define OD_OUTBOX_RECENT_AGE apr_time_from_sec(2)
+/* What a relay round returns when the store gave only events that recent rounds published (their
+ * marks are on their way): come back in OD_OUTBOX_MARKS_WAIT, once they are committed. */
+#define OD_OUTBOX_MARKS_AWAITED (-1)
+#define OD_OUTBOX_MARKS_WAIT apr_time_from_msec(50)
 
 /* A ring slot: fixed-size, so the ring is allocated once and never grows. */
 typedef struct od_outbox_slot_t {
@@ -43,6 +51,18 @@ typedef struct od_outbox_slot_t {
     apr_time_t created_at;
     apr_int64_t seq;
 } od_outbox_slot_t;
+
+/* The publisher thread's own: the event ids of its latest rounds, whose published marks the
+ * store may not have committed yet (SQLite applies marks with its writer's next commit), so that
+ * a relay or catch-up round skips them instead of publishing them a second time. Two generations
+ * of OD_OUTBOX_RECENT_AGE each: an id is kept 2 to 4 s, long after the writer committed its mark
+ * (one fsync), and an event whose mark was lost is skipped that long at most. At 16,000
+ * events/s that is up to 64,000 ids (about 4 MB). */
+typedef struct od_outbox_recent_t {
+    apr_pool_t *pool[2];
+    apr_hash_t *ids[2]; /* [0]: the newer */
+    apr_time_t since;   /* when [0] began */
+} od_outbox_recent_t;
 
 struct od_outbox_s {
     od_store_t *store;
@@ -60,7 +80,9 @@ struct od_outbox_s {
     apr_time_t flush_until;
     od_outbox_stats_t stats;
     apr_time_t oldest;     /* created_at of the oldest event at the last count (0: none) */
+    apr_time_t overflow;   /* created_at of the newest event the full ring turned away (0: none) */
     apr_time_t last_round; /* the publisher thread's own: when its last prompt round began */
+    od_outbox_recent_t recent;
     /* The counter: a thread of its own, so a long count never holds up publishing. */
     apr_thread_t *counter;
     apr_thread_cond_t *count_wake;    /* signalled on stop (with lock) */
@@ -76,7 +98,12 @@ void od_outbox_submit(od_outbox_t *ob, const od_store_event_t *ev)
     }
     apr_thread_mutex_lock(ob->lock);
     if (ob->stopping || ob->count == ob->opts.queue_slots) {
-        ob->stats.dropped += !ob->stopping;
+        /* Turned away, the event waits in the store; the publisher fetches it from there as
+         * soon as the ring has caught up (od_outbox_catch_up), not a lease later. */
+        if (!ob->stopping) {
+            ob->stats.dropped++;
+            ob->overflow = ev->created_at > ob->overflow ? ev->created_at : ob->overflow;
+        }
         apr_thread_mutex_unlock(ob->lock);
         return;
     }
@@ -133,6 +160,49 @@ static apr_array_header_t *od_outbox_take(od_outbox_t *ob, int *late, apr_pool_t
 
 /* ---- publishing ---- */
 
+/* Starts a new generation of recent ids once the newer is OD_OUTBOX_RECENT_AGE old. */
+static void od_outbox_recent_age(od_outbox_t *ob, apr_time_t now)
+{
+    od_outbox_recent_t *r = &ob->recent;
+
+    if (now - r->since > OD_OUTBOX_RECENT_AGE) {
+        apr_pool_t *pool = r->pool[1];
+        apr_pool_clear(pool);
+        r->pool[1] = r->pool[0];
+        r->ids[1] = r->ids[0];
+        r->pool[0] = pool;
+        r->ids[0] = apr_hash_make(pool);
+        r->since = now;
+    }
+}
+
+static void od_outbox_recent_add(od_outbox_t *ob, const od_store_event_t *events, int n)
+{
+    od_outbox_recent_t *r = &ob->recent;
+
+    od_outbox_recent_age(ob, apr_time_now());
+    for (int i = 0; i < n; i++) {
+        const char *id = apr_pstrdup(r->pool[0], events[i].event_id);
+        apr_hash_set(r->ids[0], id, APR_HASH_KEY_STRING, id);
+    }
+}
+
+/* Drops from @p events those a recent round published. */
+static void od_outbox_recent_skip(const od_outbox_t *ob, apr_array_header_t *events)
+{
+    od_store_event_t *ev = (od_store_event_t *) events->elts;
+    int kept = 0;
+
+    for (int i = 0; i < events->nelts; i++) {
+        const char *id = ev[i].event_id;
+        if (apr_hash_get(ob->recent.ids[0], id, APR_HASH_KEY_STRING) == NULL &&
+            apr_hash_get(ob->recent.ids[1], id, APR_HASH_KEY_STRING) == NULL) {
+            ev[kept++] = ev[i];
+        }
+    }
+    events->nelts = kept;
+}
+
 static apr_interval_time_t od_outbox_backoff(const od_outbox_t *ob, int attempts)
 {
     apr_interval_time_t d = ob->opts.retry_after << (attempts < 16 ? attempts : 16);
@@ -166,6 +236,8 @@ static void od_outbox_publish(od_outbox_t *ob, apr_array_header_t *events, int r
                     "outbox: could not mark %d published events; they will be "
                     "published again",
                     ok);
+    } else {
+        od_outbox_recent_add(ob, done, ok);
     }
     apr_thread_mutex_lock(ob->lock);
     ob->stats.published += (apr_uint64_t) ok;
@@ -192,18 +264,31 @@ static int od_outbox_relay_chunk(od_outbox_t *ob, const apr_array_header_t *even
     return chunk->nelts;
 }
 
-/* One relay round: everything pending past its due time that this instance can claim. */
-static void od_outbox_relay(od_outbox_t *ob, apr_pool_t *p)
+/* One relay round: the events pending with a due time up to @p due_before that this instance
+ * can claim, those of recent rounds skipped. Returns batch_max when the store gave all it was
+ * asked for and every event was claimed (more may wait: the caller may go on at once);
+ * OD_OUTBOX_MARKS_AWAITED when it gave only recent rounds' events; else fewer than batch_max
+ * (how many it took; 0 when it could not ask the store). */
+static int od_outbox_relay(od_outbox_t *ob, apr_time_t due_before, apr_pool_t *p)
 {
     apr_array_header_t *events = NULL;
     apr_time_t now = apr_time_now();
     int claimed = 0;
 
-    if (od_store_pending(ob->store, now, ob->opts.batch_max, &events, p) != APR_SUCCESS) {
-        return; /* the store has logged why; next round */
+    /* Events published by recent rounds may still read as pending (their marks on their way to
+     * the store): asked for that many more, so that skipping them still leaves a full round. */
+    od_outbox_recent_age(ob, now);
+    int recent = (int) (apr_hash_count(ob->recent.ids[0]) + apr_hash_count(ob->recent.ids[1]));
+    int want =
+        ob->opts.batch_max + (recent < 4 * ob->opts.batch_max ? recent : 4 * ob->opts.batch_max);
+    if (od_store_pending(ob->store, due_before, want, &events, p) != APR_SUCCESS) {
+        return 0; /* the store has logged why; next round */
     }
+    int full = events->nelts == want;
+    od_outbox_recent_skip(ob, events);
+    events->nelts = events->nelts < ob->opts.batch_max ? events->nelts : ob->opts.batch_max;
     if (events->nelts == 0) {
-        return;
+        return full ? OD_OUTBOX_MARKS_AWAITED : 0;
     }
     apr_interval_time_t oldest = 0;
     for (int i = 0; i < events->nelts; i++) {
@@ -221,6 +306,40 @@ static void od_outbox_relay(od_outbox_t *ob, apr_pool_t *p)
                     "the claim failed)",
                     events->nelts - claimed);
     }
+    return claimed == events->nelts && full ? ob->opts.batch_max : events->nelts;
+}
+
+/* The events the full ring turned away, from the store, once the ring holds none older than the
+ * newest of them: those pending with a due time up to its due time (created + retry_after), so
+ * exactly the events created until then that are still unpublished, none of them in the ring.
+ * They are this instance's own and not yet due for any relay (claimed all the same). Without
+ * this they would wait for the relay, a whole lease after their creation. Returns 0 when done
+ * (or nothing to do); 1 when more remain after OD_OUTBOX_CATCH_UP_ROUNDS rounds (the ring gets
+ * its turn, then the next call); 2 when only events whose marks are on their way came back. */
+static int od_outbox_catch_up(od_outbox_t *ob, apr_pool_t *p)
+{
+    apr_thread_mutex_lock(ob->lock);
+    apr_time_t upto = ob->overflow;
+    int ready = upto != 0 && (ob->count == 0 || ob->ring[ob->head].created_at > upto);
+    apr_thread_mutex_unlock(ob->lock);
+    if (!ready) {
+        return 0;
+    }
+    int drained = 0, got = 0;
+    for (int round = 0; round < OD_OUTBOX_CATCH_UP_ROUNDS && !drained; round++) {
+        got = od_outbox_relay(ob, upto + ob->opts.retry_after, p);
+        drained = got >= 0 && got < ob->opts.batch_max;
+        apr_pool_clear(p);
+        if (got == OD_OUTBOX_MARKS_AWAITED) {
+            break;
+        }
+    }
+    apr_thread_mutex_lock(ob->lock);
+    if (drained && ob->overflow == upto) {
+        ob->overflow = 0; /* else more remain, or were turned away meanwhile: the next call */
+    }
+    apr_thread_mutex_unlock(ob->lock);
+    return drained ? 0 : got == OD_OUTBOX_MARKS_AWAITED ? 2 : 1;
 }
 
 /* Waits for work; returns the prompt batch (possibly empty), or NULL when it is time to end. */
@@ -260,6 +379,11 @@ static void *APR_THREAD_FUNC od_outbox_main(apr_thread_t *thread, void *data)
     apr_time_t next_relay = apr_time_now();
 
     apr_pool_create(&p, NULL);
+    for (int i = 0; i < 2; i++) { /* not p's children: p is cleared after every round */
+        apr_pool_create(&ob->recent.pool[i], NULL);
+        ob->recent.ids[i] = apr_hash_make(ob->recent.pool[i]);
+    }
+    ob->recent.since = apr_time_now();
     for (;;) {
         apr_array_header_t *batch = od_outbox_wait(ob, next_relay, p);
         if (batch == NULL) {
@@ -268,12 +392,24 @@ static void *APR_THREAD_FUNC od_outbox_main(apr_thread_t *thread, void *data)
         if (batch->nelts > 0) {
             od_outbox_publish(ob, batch, 0, p);
         }
+        int more = od_outbox_catch_up(ob, p);
+        if (more) { /* no waiting before the next call, or only for the marks awaited */
+            apr_time_t soon = apr_time_now() + (more == 2 ? OD_OUTBOX_MARKS_WAIT : 0);
+            next_relay = soon < next_relay ? soon : next_relay;
+        }
+        /* A full round means a backlog (an outage, a restart): the next round follows at once,
+         * between prompt rounds, instead of a second later. */
         if (apr_time_now() >= next_relay) {
-            od_outbox_relay(ob, p);
-            next_relay = apr_time_now() + OD_OUTBOX_RELAY_EVERY;
+            int got = od_outbox_relay(ob, apr_time_now(), p);
+            next_relay =
+                apr_time_now() + (got == ob->opts.batch_max        ? 0
+                                  : got == OD_OUTBOX_MARKS_AWAITED ? OD_OUTBOX_MARKS_WAIT
+                                                                   : OD_OUTBOX_RELAY_EVERY);
         }
         apr_pool_clear(p);
     }
+    apr_pool_destroy(ob->recent.pool[0]);
+    apr_pool_destroy(ob->recent.pool[1]);
     apr_pool_destroy(p);
     apr_thread_exit(thread, APR_SUCCESS);
     return NULL;

@@ -8,12 +8,19 @@
 #ifndef _GNU_SOURCE /* APR's pkg-config flags may already define it */
 #define _GNU_SOURCE /* prlimit */
 #endif
+#include "od_event.h"
+#include "od_log.h"
+#include "od_outbox.h"
+#include "od_sink.h"
+#include "od_sqlite.h"
 #include "od_suites.h"
 #include "od_test_engines.h"
 #include "od_test_util.h"
 
 #include <apr_hash.h>
 #include <apr_strings.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <pthread.h>
@@ -23,6 +30,125 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+
+/* ---- in process: the prompt ring ---- */
+
+#define RING_ORDERS 40
+
+/* A sink that holds every publish until opened, and counts each event id it is given. */
+typedef struct gate_t {
+    apr_thread_mutex_t *lock;
+    apr_thread_cond_t *opened;
+    int open;
+    apr_pool_t *pool;
+    apr_hash_t *seen;
+    int published, twice;
+} gate_t;
+
+static apr_status_t gate_publish(void *impl, const od_event_t *events, int n, apr_status_t *results,
+                                 apr_pool_t *p)
+{
+    gate_t *g = impl;
+
+    apr_thread_mutex_lock(g->lock);
+    while (!g->open) {
+        apr_thread_cond_wait(g->opened, g->lock);
+    }
+    for (int i = 0; i < n; i++) {
+        if (apr_hash_get(g->seen, events[i].event_id, APR_HASH_KEY_STRING) != NULL) {
+            g->twice++;
+        } else {
+            const char *id = apr_pstrdup(g->pool, events[i].event_id);
+            apr_hash_set(g->seen, id, APR_HASH_KEY_STRING, id);
+            g->published++;
+        }
+        results[i] = APR_SUCCESS;
+    }
+    apr_thread_mutex_unlock(g->lock);
+    return APR_SUCCESS;
+}
+
+static const od_sink_ops_t gate_ops = {"gate", 0, gate_publish};
+
+static int gate_published(gate_t *g)
+{
+    apr_thread_mutex_lock(g->lock);
+    int n = g->published;
+    apr_thread_mutex_unlock(g->lock);
+    return n;
+}
+
+/* Stores an order with its event (due a minute later, as the API would with
+ * events_retry_after_s = 60) and submits the event to the outbox, as the API does. */
+static void ring_order(od_store_t *store, od_outbox_t *ob, int i, apr_pool_t *p)
+{
+    const char *id = apr_psprintf(p, "01ORDER%019d", i), *event_id = apr_psprintf(p, "EV%024d", i);
+    const char *body = apr_psprintf(p, "{\"order_id\":\"%s\"}", id);
+    apr_time_t now = apr_time_now();
+    od_store_order_t o = {.caller = "c",
+                          .idem_key = apr_psprintf(p, "%064d", i),
+                          .order_id = id,
+                          .body = body,
+                          .body_len = strlen(body),
+                          .created_at = now,
+                          .expires_at = now + apr_time_from_sec(15),
+                          .event_id = event_id,
+                          .event_due = now + apr_time_from_sec(60)};
+    od_store_result_t res;
+
+    o.event = od_event_render(event_id, body, now, &o.event_len, p);
+    ck_assert_int_eq(od_store_put(store, &o, &res, p), APR_SUCCESS);
+    od_store_event_t ev = {event_id, id, o.event, o.event_len, now, 0, 0, res.event_seq};
+    od_outbox_submit(ob, &ev);
+}
+
+/* The ring (8 events) fills while the sink holds the first round: the events it turns away wait
+ * in the store. Once the sink answers, they are fetched from there as soon as the ring has
+ * caught up, not a lease (a minute here) later, and none is published twice (the ring's own,
+ * whose marks the writer may not have committed yet, are skipped). */
+START_TEST(test_outbox_full_ring_caught_up_from_store)
+{
+    apr_pool_t *p = NULL;
+    od_log_t *log = NULL;
+    od_store_t *store = NULL;
+    od_sink_t *sink = NULL;
+    od_outbox_t *ob = NULL;
+    gate_t g = {0};
+    char dir[] = "/tmp/orderd-ring-XXXXXX";
+
+    apr_pool_create(&p, NULL);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    od_log_create(&log, OD_LOG_ERROR, stderr, p);
+    ck_assert_int_eq(od_sqlite_create(&store, apr_pstrcat(p, dir, "/o.db", NULL), 2, 64,
+                                      apr_time_from_sec(15), log, p),
+                     APR_SUCCESS);
+    g.pool = p;
+    g.seen = apr_hash_make(p);
+    apr_thread_mutex_create(&g.lock, APR_THREAD_MUTEX_DEFAULT, p);
+    apr_thread_cond_create(&g.opened, p);
+    ck_assert_int_eq(od_sink_create(&sink, &gate_ops, &g, 1, log, p), APR_SUCCESS);
+    od_outbox_options_t opts = {apr_time_from_sec(60), 4, 8, 0};
+    ck_assert_int_eq(od_outbox_create(&ob, store, sink, &opts, log, p), APR_SUCCESS);
+    for (int i = 0; i < RING_ORDERS; i++) {
+        ring_order(store, ob, i, p);
+    }
+    od_outbox_stats_t st;
+    od_outbox_stats(ob, &st);
+    ck_assert_uint_gt(st.dropped, 0); /* the ring did turn events away */
+    apr_thread_mutex_lock(g.lock);
+    g.open = 1;
+    apr_thread_cond_broadcast(g.opened);
+    apr_thread_mutex_unlock(g.lock);
+    for (int waited = 0; waited < 5000 && gate_published(&g) < RING_ORDERS; waited += 20) {
+        od_test_sleep_ms(20);
+    }
+    ck_assert_int_eq(gate_published(&g), RING_ORDERS);
+    od_outbox_stop(ob, apr_time_from_sec(1));
+    ck_assert_int_eq(g.twice, 0);
+    apr_pool_destroy(p);
+    od_test_remove_tree(dir);
+}
+END_TEST
 
 Suite *od_outbox_suite(void);
 
@@ -387,5 +513,9 @@ Suite *od_outbox_suite(void)
     tcase_add_test(ddb, test_outbox_dead_instance_events_taken_over);
 #endif
     suite_add_tcase(s, ddb);
+    TCase *ring = tcase_create("ring");
+    tcase_set_timeout(ring, 60);
+    tcase_add_test(ring, test_outbox_full_ring_caught_up_from_store);
+    suite_add_tcase(s, ring);
     return s;
 }
