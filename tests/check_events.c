@@ -247,16 +247,6 @@ static void pad_events(const char *path, int n)
     ck_assert_int_eq(fclose(f), 0);
 }
 
-/* Sets orderd's file size limit to @p bytes (RLIM_INFINITY: none). */
-static void limit_orderd(od_test_env_t *env, rlim_t bytes)
-{
-    struct rlimit lim;
-
-    ck_assert_int_eq(prlimit(od_test_server_pid(env), RLIMIT_FSIZE, NULL, &lim), 0);
-    lim.rlim_cur = bytes == RLIM_INFINITY ? lim.rlim_max : bytes;
-    ck_assert_int_eq(prlimit(od_test_server_pid(env), RLIMIT_FSIZE, &lim, NULL), 0);
-}
-
 /* The events file's file system fills up mid-run. A file size limit on orderd (prlimit) makes a
  * write past it stop short and then fail with EFBIG, as ENOSPC does on a full disk; SIGXFSZ,
  * ignored here, stays ignored in orderd. The limit holds for every file orderd writes, so the
@@ -277,13 +267,14 @@ START_TEST(test_events_file_full_then_every_event_once)
     run(env, file_conf(p, od_test_env_dir(env), "events_retry_after_s = 1\n"));
     struct stat st;
     ck_assert_int_eq(stat(events, &st), 0);
-    limit_orderd(env, (rlim_t) st.st_size + 1000); /* room for two events */
+    ck_assert_int_eq(od_test_server_limit_fsize(env, (long long) st.st_size + 1000),
+                     0); /* room for two events */
     char *accepted = post_many(env, 700, 20, &max_ms);
     od_test_sleep_ms(2500); /* prompt rounds and relay rounds against the full file */
     int full = count_lines(events);
     ck_assert_int_lt(full, npad + 20);
     assert_envelopes_unique(events, full); /* whole lines only, none twice */
-    limit_orderd(env, RLIM_INFINITY);
+    ck_assert_int_eq(od_test_server_limit_fsize(env, -1), 0);
     ck_assert_int_eq(await_lines(events, npad + 20, 30000), npad + 20);
     verify(env, accepted, events, 20);
     ck_assert_int_eq(od_test_server_stop(env, EV_STOP_MS), 0);

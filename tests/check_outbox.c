@@ -326,16 +326,6 @@ static void pad_events(const char *path, int n)
     ck_assert_int_eq(fclose(f), 0);
 }
 
-/* Sets orderd's file size limit to @p bytes (RLIM_INFINITY: none). */
-static void limit_orderd(od_test_env_t *env, rlim_t bytes)
-{
-    struct rlimit lim;
-
-    ck_assert_int_eq(prlimit(od_test_server_pid(env), RLIMIT_FSIZE, NULL, &lim), 0);
-    lim.rlim_cur = bytes == RLIM_INFINITY ? lim.rlim_max : bytes;
-    ck_assert_int_eq(prlimit(od_test_server_pid(env), RLIMIT_FSIZE, &lim, NULL), 0);
-}
-
 /* The file sink fails (a file size limit on orderd at the events file's size: every write of it
  * fails with EFBIG, as on a full disk; the file starts at 8 MiB, far beyond the store's files in
  * this run, so only its writes reach the limit). Every accepted order's event then shows in
@@ -359,7 +349,8 @@ START_TEST(test_outbox_backlog_gauges_follow_unpublished_events)
     ck_assert_msg(od_test_server_start(env) == 0, "orderd did not start: %s",
                   od_test_server_log(env));
     ck_assert_int_eq(stat(events, &st), 0);
-    limit_orderd(env, (rlim_t) st.st_size); /* no room for a single event */
+    ck_assert_int_eq(od_test_server_limit_fsize(env, (long long) st.st_size),
+                     0); /* no room for a single event */
     for (int i = 0; i < n; i++) {
         ck_assert_int_eq(post(env, i), 201);
     }
@@ -372,7 +363,7 @@ START_TEST(test_outbox_backlog_gauges_follow_unpublished_events)
     }
     ck_assert_double_gt(metric(env, "orderd_outbox_oldest_pending_age_seconds"), age);
     ck_assert_int_eq(collect(events, NULL), OB_PAD_EVENTS); /* nothing got through */
-    limit_orderd(env, RLIM_INFINITY);
+    ck_assert_int_eq(od_test_server_limit_fsize(env, -1), 0);
     ck_assert_int_eq(await_distinct(p, events, NULL, OB_PAD_EVENTS + n, 30000), OB_PAD_EVENTS + n);
     ck_assert_int_eq((int) await_pending(env, 0, 15000), 0);
     ck_assert_double_eq(metric(env, "orderd_outbox_oldest_pending_age_seconds"), 0);

@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -599,6 +600,18 @@ int od_test_connect_from(const char *source, int port)
         fd = -1;
     }
     return fd;
+}
+
+int od_test_server_limit_fsize(od_test_env_t *env, long long bytes)
+{
+    struct rlimit lim;
+    pid_t pid = (pid_t) od_test_server_pid(env);
+
+    if (pid <= 0 || prlimit(pid, RLIMIT_FSIZE, NULL, &lim) != 0) {
+        return -1;
+    }
+    lim.rlim_cur = bytes < 0 ? lim.rlim_max : (rlim_t) bytes;
+    return prlimit(pid, RLIMIT_FSIZE, &lim, NULL) == 0 ? 0 : -1;
 }
 
 /* ---- HTTP ---- */

@@ -107,6 +107,13 @@ int od_test_server_port(const od_test_env_t *env);
 int od_test_server_pid(const od_test_env_t *env);
 
 /**
+ * Sets the running daemon's file size limit (RLIMIT_FSIZE, with prlimit) to @p bytes; -1: back
+ * to its hard limit. A write past it stops short, then fails with EFBIG, as on a full disk.
+ * Returns 0, or -1 without a daemon or if prlimit fails.
+ */
+int od_test_server_limit_fsize(od_test_env_t *env, long long bytes);
+
+/**
  * SIGTERM, then waits up to @p timeout_ms for the exit. Returns the exit status (0..255),
  * 128 + the signal number if it died of a signal, or -1 on timeout or without a daemon (after a
  * timeout the daemon is killed with SIGKILL).
