@@ -64,7 +64,7 @@ static void e2e_engine_start(void)
     char conf[512];
     snprintf(conf, sizeof(conf),
              "store = dynamodb\naws_region = us-east-1\ndynamodb_endpoint = %s\n"
-             "aws_max_connections = 16",
+             "aws_max_connections = 16\nevents_max_in_flight = 16",
              od_test_engine_url(e2e_engine));
     setenv("ORDERD_TEST_STORE_CONF", conf, 1);
     setenv("AWS_ACCESS_KEY_ID", "AKIDTESTING", 1);
