@@ -194,22 +194,6 @@ static long healthz_status(od_test_env_t *env, long timeout_ms)
     return status;
 }
 
-/* The value of the sample @p name (with its labels) in /metrics; -1 if absent. */
-static long metric(od_test_env_t *env, const char *name)
-{
-    od_test_request_t req = {.method = "GET", .path = "/metrics"};
-    od_test_response_t resp;
-    long value = -1;
-
-    ck_assert_int_eq(od_test_http(env, &req, &resp), 0);
-    const char *at = strstr(resp.body, name);
-    if (at != NULL && at[strlen(name)] == ' ') {
-        value = strtol(at + strlen(name) + 1, NULL, 10);
-    }
-    od_test_response_free(&resp);
-    return value;
-}
-
 #define TRICKLERS 20
 
 /* Slowloris: each connection sends a byte of its head every 300 ms, which resets an idle
@@ -240,8 +224,9 @@ START_TEST(test_conns_trickling_heads_cut_at_header_timeout)
         ck_assert_int_eq(healthz_status(env, 2000), 200);
     }
     ck_assert_msg(open == 0, "%d trickling connections still open after 4 s", open);
-    ck_assert_int_eq(metric(env, "orderd_http_connections_closed_total{reason=\"header_timeout\"}"),
-                     TRICKLERS);
+    ck_assert_int_eq(
+        od_test_metric(env, "orderd_http_connections_closed_total{reason=\"header_timeout\"}"),
+        TRICKLERS);
     for (int i = 0; i < TRICKLERS; i++) {
         close(fds[i]);
     }
@@ -281,8 +266,9 @@ START_TEST(test_conns_idle_flood_new_client_served)
         close(fds[i]);
     }
     ck_assert_int_ge(evicted, FLOOD - FLOOD_LIMIT);
-    ck_assert_int_ge(metric(env, "orderd_http_connections_closed_total{reason=\"evicted\"}"),
-                     FLOOD - FLOOD_LIMIT);
+    ck_assert_int_ge(
+        od_test_metric(env, "orderd_http_connections_closed_total{reason=\"evicted\"}"),
+        FLOOD - FLOOD_LIMIT);
     ck_assert_int_eq(od_test_server_stop(env, 15000), 0);
     od_test_env_destroy(env);
 }

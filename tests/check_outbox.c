@@ -240,31 +240,14 @@ static long post(od_test_env_t *env, int n)
     return status;
 }
 
-/* The value of the unlabelled sample @p name on /metrics, or -1. */
-static double metric(od_test_env_t *env, const char *name)
-{
-    od_test_request_t req = {.method = "GET", .path = "/metrics"};
-    od_test_response_t resp;
-    char want[128];
-    double v = -1;
-
-    snprintf(want, sizeof(want), "\n%s ", name);
-    if (od_test_http(env, &req, &resp) == 0 && resp.status == 200) {
-        const char *at = strstr(resp.body, want);
-        v = at != NULL ? strtod(at + strlen(want), NULL) : -1;
-    }
-    od_test_response_free(&resp);
-    return v;
-}
-
 /* Waits (bounded) until orderd_outbox_pending is @p n; returns the last value read. */
 static double await_pending(od_test_env_t *env, double n, long timeout_ms)
 {
-    double v = metric(env, "orderd_outbox_pending");
+    double v = od_test_metric(env, "orderd_outbox_pending");
 
     for (long waited = 0; v != n && waited < timeout_ms; waited += 100) {
         od_test_sleep_ms(100);
-        v = metric(env, "orderd_outbox_pending");
+        v = od_test_metric(env, "orderd_outbox_pending");
     }
     return v;
 }
@@ -355,18 +338,18 @@ START_TEST(test_outbox_backlog_gauges_follow_unpublished_events)
         ck_assert_int_eq(post(env, i), 201);
     }
     ck_assert_int_eq((int) await_pending(env, n, 15000), n);
-    double age = metric(env, "orderd_outbox_oldest_pending_age_seconds");
+    double age = od_test_metric(env, "orderd_outbox_oldest_pending_age_seconds");
     ck_assert_msg(age > 0, "oldest pending age %f", age);
     for (int i = 0; i < 30; i++) {
         od_test_sleep_ms(100);
-        ck_assert_int_eq((int) metric(env, "orderd_outbox_pending"), n);
+        ck_assert_int_eq((int) od_test_metric(env, "orderd_outbox_pending"), n);
     }
-    ck_assert_double_gt(metric(env, "orderd_outbox_oldest_pending_age_seconds"), age);
+    ck_assert_double_gt(od_test_metric(env, "orderd_outbox_oldest_pending_age_seconds"), age);
     ck_assert_int_eq(collect(events, NULL), OB_PAD_EVENTS); /* nothing got through */
     ck_assert_int_eq(od_test_server_limit_fsize(env, -1), 0);
     ck_assert_int_eq(await_distinct(p, events, NULL, OB_PAD_EVENTS + n, 30000), OB_PAD_EVENTS + n);
     ck_assert_int_eq((int) await_pending(env, 0, 15000), 0);
-    ck_assert_double_eq(metric(env, "orderd_outbox_oldest_pending_age_seconds"), 0);
+    ck_assert_double_eq(od_test_metric(env, "orderd_outbox_oldest_pending_age_seconds"), 0);
     stop(env);
     od_test_env_destroy(env);
     apr_pool_destroy(p);

@@ -602,6 +602,22 @@ int od_test_connect_from(const char *source, int port)
     return fd;
 }
 
+double od_test_metric(const od_test_env_t *env, const char *series)
+{
+    od_test_request_t req = {.method = "GET", .path = "/metrics"};
+    od_test_response_t resp;
+    char want[256];
+    double v = -1;
+
+    snprintf(want, sizeof(want), "\n%s ", series);
+    if (od_test_http(env, &req, &resp) == 0 && resp.status == 200) {
+        const char *at = strstr(resp.body, want);
+        v = at != NULL ? strtod(at + strlen(want), NULL) : -1;
+    }
+    od_test_response_free(&resp);
+    return v;
+}
+
 int od_test_server_limit_fsize(od_test_env_t *env, long long bytes)
 {
     struct rlimit lim;

@@ -159,6 +159,13 @@ int od_test_http(const od_test_env_t *env, const od_test_request_t *req, od_test
 /** The value of response header @p name (case-insensitive), trimmed; NULL if absent. */
 const char *od_test_response_header(const od_test_response_t *resp, const char *name);
 
+/**
+ * The value of the sample @p series (name and labels as printed, e.g.
+ * `orderd_http_connections_closed_total{reason="evicted"}`) on the daemon's /metrics, or -1 if
+ * it is absent or /metrics did not answer 200.
+ */
+double od_test_metric(const od_test_env_t *env, const char *series);
+
 /** Frees what @p resp holds and zeroes it. */
 void od_test_response_free(od_test_response_t *resp);
 
